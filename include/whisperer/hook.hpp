@@ -1,0 +1,65 @@
+#ifndef WHISPERER_HOOK_HPP
+#define WHISPERER_HOOK_HPP
+
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+namespace whisperer {
+
+class Registry;
+class CountdownRegistry;
+
+using Clock = std::chrono::system_clock;
+using TimePoint = Clock::time_point;
+
+/// A subscription: deliver events of `event_type` to `target_url` (dj-whisperer's `Webhook`).
+struct Hook {
+    std::int64_t id = 0;                 ///< Assigned by the store.
+    std::string owner;                   ///< The user the hook belongs to.
+    std::string target_url;              ///< Absolute http or https URL that receives the POSTs.
+    std::string event_type;              ///< A registered event type.
+    bool is_active = true;               ///< DELETE through the API sets it false (soft delete).
+    std::string secret_key;              ///< Signs every body when not empty.
+    std::string callback;                ///< Name of a host callback run after every attempt; may be empty.
+    boost::json::object retry_countdown_config; ///< `{"choice": ..., "kwargs": {...}}`.
+    boost::json::object additional_headers;     ///< Extra request headers, name -> string value.
+    boost::json::object config;          ///< `auth` settings and free keys that `config_filter` matches.
+    TimePoint created{};                 ///< Set by the store.
+    TimePoint modified{};                ///< Set by the store.
+    std::string disabled_reason;         ///< Why whisperer deactivated it (empty when the owner did).
+    std::optional<TimePoint> disabled_at;
+};
+
+/// Everything a hook is checked against before the store sees it.
+struct HookRules {
+    const Registry* registry = nullptr;                ///< When set, event_type must be registered.
+    const CountdownRegistry* countdowns = nullptr;     ///< When set, used to parse the countdown.
+    const std::set<std::string, std::less<>>* callbacks = nullptr; ///< When set, callback must be in it.
+    std::size_t max_url_length = 2048;
+    std::size_t max_secret_length = 512;
+    std::size_t max_additional_headers = 32;
+    std::size_t max_header_value_length = 4096;
+};
+
+/// Throws `ValidationError` (field named) unless `hook` is acceptable: an absolute http(s)
+/// target_url, a valid (and registered) event_type, a valid countdown config, additional headers
+/// that are tokens with CR/LF-free string values and not reserved, a known callback, a valid
+/// `config.auth`. The built-in countdown choices are used when `rules.countdowns` is null.
+void validate_hook(const Hook& hook, const HookRules& rules = {});
+
+/// True for headers that whisperer sets itself and subscribers may not override
+/// (case-insensitive): Content-Type, X-Whisperer-*, webhook-*, User-Agent, Host, Content-Length, ...
+bool is_reserved_header(std::string_view name) noexcept;
+
+/// The secret as a read shows it: "****" followed by its last 4 characters; empty stays empty.
+std::string mask_secret(std::string_view secret);
+
+} // namespace whisperer
+
+#endif

@@ -1,0 +1,78 @@
+#ifndef WHISPERER_SQLITE_STORE_HPP
+#define WHISPERER_SQLITE_STORE_HPP
+
+#include <whisperer/subscription_store.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace whisperer {
+
+/// How hard SQLite works to make a commit survive.
+enum class SqliteDurability {
+    normal, ///< WAL with synchronous=NORMAL: a committed event survives a crash of the process
+            ///< (kill -9); the last commits may be lost on power loss. The default.
+    full,   ///< WAL with synchronous=FULL: every commit is fsynced; survives power loss.
+};
+
+/// Options of `SqliteStore`.
+struct SqliteOptions {
+    SqliteDurability durability = SqliteDurability::normal;
+    std::chrono::milliseconds busy_timeout{5000}; ///< Wait this long for another process's lock.
+    std::size_t response_body_limit = 20 * 1024; ///< Stored response bodies are cut to this.
+};
+
+/// The default store: one SQLite file in WAL mode (or `":memory:"` for tests).
+///
+/// Opening creates the schema or migrates an older one forward; a file written by a newer
+/// whisperer, or one that is not a whisperer database, is refused with a clear `StoreError`
+/// and left untouched. Thread-safe: calls from several threads are serialised on one connection.
+/// Several processes may open the same file; SQLite's locking keeps them consistent.
+class SqliteStore final : public SubscriptionStore {
+public:
+    explicit SqliteStore(const std::string& path, SqliteOptions options = {});
+    ~SqliteStore() override;
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
+
+    /// The schema version this build writes.
+    static int schema_version() noexcept;
+
+    Hook create_hook(const Hook& hook) override;
+    std::optional<Hook> find_hook(std::int64_t id) override;
+    Hook update_hook(const Hook& hook) override;
+    bool deactivate_hook(std::int64_t id, const std::string& reason = {}) override;
+    Page<Hook> list_hooks(const HookQuery& query) override;
+    std::vector<Hook> active_hooks(const std::string& event_type,
+                                   const boost::json::object& config_filter = {}) override;
+
+    std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override;
+    std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override;
+    std::vector<Delivery> deliveries_of_event(const std::string& event_uuid) override;
+    Page<Delivery> list_deliveries(const DeliveryQuery& query) override;
+    bool requeue(std::int64_t delivery_id, TimePoint due) override;
+    std::size_t requeue_failed(std::int64_t hook_id, TimePoint since, TimePoint until, TimePoint due,
+                               std::size_t limit = 10000) override;
+
+    std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) override;
+    void renew_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids,
+                      TimePoint until) override;
+    void release_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids) override;
+    void record_attempts(std::span<const AttemptRecord> records) override;
+    std::optional<TimePoint> next_due() override;
+    Page<OutboxEntry> list_outbox(const OutboxQuery& query) override;
+
+    void add_token(const std::string& key_sha256, const ApiToken& token) override;
+    std::optional<ApiToken> find_token(const std::string& key_sha256) override;
+
+    std::size_t delete_finished_before(TimePoint before, std::size_t limit = 1000) override;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace whisperer
+
+#endif

@@ -1,0 +1,206 @@
+#ifndef WHISPERER_SUBSCRIPTION_STORE_HPP
+#define WHISPERER_SUBSCRIPTION_STORE_HPP
+
+#include <whisperer/delivery.hpp>
+#include <whisperer/hook.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace whisperer {
+
+/// One page of a listing; pass `next` back as `after` to get the following page.
+template <class T>
+struct Page {
+    std::vector<T> items;
+    std::optional<std::int64_t> next; ///< Absent on the last page.
+};
+
+/// Filters of `list_hooks`. An empty `owner` lists every owner's hooks (an admin's view).
+struct HookQuery {
+    std::optional<std::string> owner;
+    std::optional<std::string> target_url;
+    std::optional<std::string> event_type;
+    std::optional<bool> is_active;
+    std::int64_t after = 0;  ///< Cursor: only ids greater than this.
+    std::size_t limit = 50;
+};
+
+/// Filters of `list_deliveries`.
+struct DeliveryQuery {
+    std::optional<std::string> owner;
+    std::optional<std::string> event_type;
+    std::optional<std::string> event_uuid;
+    std::optional<int> response_status;
+    std::optional<bool> delivered;
+    std::optional<TimePoint> created_from;  ///< Inclusive.
+    std::optional<TimePoint> created_until; ///< Inclusive.
+    std::optional<std::int64_t> hook_id;
+    std::int64_t after = 0;
+    std::size_t limit = 50;
+};
+
+/// A pending outbox row as `/event_queues/` shows it.
+struct OutboxEntry {
+    std::int64_t delivery_id = 0;
+    std::int64_t hook_id = 0;
+    std::string owner;
+    std::string event_uuid;
+    std::string event_type;
+    unsigned attempt_count = 0;
+    TimePoint due{};
+    std::optional<TimePoint> lease_expires; ///< Set while a worker holds it.
+    TimePoint created{};
+};
+
+/// Filters of `list_outbox`.
+struct OutboxQuery {
+    std::optional<std::string> owner;
+    std::int64_t after = 0;  ///< Cursor over delivery ids.
+    std::size_t limit = 50;
+};
+
+/// A new event to fan out: written with its deliveries and outbox rows in one transaction.
+struct NewEvent {
+    std::string uuid;                       ///< 32 lowercase hex digits.
+    std::string event_type;
+    std::string body;                       ///< The exact envelope bytes every hook receives.
+    std::string object_ref;
+    std::optional<std::string> idempotency_key; ///< A second event with the same key is not created.
+    boost::json::object config_filter;      ///< Only hooks whose `config[k] == v` for every key.
+    TimePoint created{};
+    TimePoint due{};                        ///< When the first attempt may start.
+};
+
+/// What `enqueue_events` did with one `NewEvent`.
+struct EnqueuedEvent {
+    std::string uuid;                       ///< The new uuid, or the first event's for a duplicate.
+    std::vector<std::int64_t> delivery_ids; ///< One per matching active hook (empty for a duplicate).
+    bool duplicate = false;                 ///< The idempotency key was already used.
+};
+
+/// A delivery a worker has leased, with everything needed to send it.
+struct ClaimedDelivery {
+    std::int64_t delivery_id = 0;
+    std::string event_uuid;
+    std::string event_type;
+    std::string body;
+    unsigned attempt_count = 0;             ///< Attempts made before this one.
+    Hook hook;
+    TimePoint created{};
+};
+
+/// Parameters of `claim_due`.
+struct ClaimRequest {
+    std::string worker;                     ///< Lease owner; unique per dispatcher instance.
+    TimePoint now{};
+    std::chrono::milliseconds lease{10000};
+    std::size_t limit = 64;
+    std::vector<std::int64_t> skip_hooks;   ///< Hooks whose origin is saturated: leave their rows.
+};
+
+/// What to do with a delivery after an attempt.
+enum class AttemptVerdict {
+    delivered,  ///< Mark delivered, remove from the outbox.
+    retry,      ///< Keep pending, due again at `next_attempt_at`, lease released.
+    failed,     ///< Out of attempts: mark failed, remove from the outbox.
+};
+
+/// One attempt's outcome as a worker reports it.
+struct AttemptRecord {
+    std::int64_t delivery_id = 0;
+    std::string worker;                     ///< Must still hold the lease for retry/failed to apply.
+    Attempt attempt;
+    AttemptVerdict verdict = AttemptVerdict::failed;
+    std::optional<TimePoint> next_attempt_at; ///< For `retry`.
+};
+
+/// An API token's rights. The key itself is never stored, only its SHA-256.
+struct ApiToken {
+    std::string owner;
+    bool admin = false;     ///< Sees and manages every owner's hooks.
+    bool publisher = false; ///< May publish events through the REST API.
+    TimePoint created{};
+};
+
+/// Persistent state of whisperer: hooks, events, deliveries and their attempts, the outbox and
+/// the API tokens.
+///
+/// Every operation is atomic: it commits entirely or changes nothing and throws (`StoreError`,
+/// or the domain error named in its comment). Implementations must be safe to call from several
+/// threads at once, and from several processes when they say so (SQLite: several processes on one
+/// machine; PostgreSQL: several machines). Batch operations run in one transaction.
+class SubscriptionStore {
+public:
+    virtual ~SubscriptionStore() = default;
+
+    // --- hooks -----------------------------------------------------------------------------
+    /// Inserts `hook` (id, created and modified are set). Throws `WebhookAlreadyRegistered`
+    /// (webhook_100_2) when an active hook has the same (owner, target_url, event_type).
+    /// Validation of the fields is the caller's job (`validate_hook`).
+    virtual Hook create_hook(const Hook& hook) = 0;
+    virtual std::optional<Hook> find_hook(std::int64_t id) = 0;
+    /// Replaces every field but id and created. Throws `WebhookDoesNotExist`, or
+    /// `WebhookAlreadyRegistered` when the change would duplicate another active hook.
+    virtual Hook update_hook(const Hook& hook) = 0;
+    /// Sets is_active false (soft delete), recording `reason` when whisperer disables it.
+    /// Returns false when no such hook exists.
+    virtual bool deactivate_hook(std::int64_t id, const std::string& reason = {}) = 0;
+    virtual Page<Hook> list_hooks(const HookQuery& query) = 0;
+    /// Active hooks of `event_type` whose config matches every key of `config_filter`.
+    virtual std::vector<Hook> active_hooks(const std::string& event_type,
+                                           const boost::json::object& config_filter = {}) = 0;
+
+    // --- events and deliveries ------------------------------------------------------------------
+    /// Writes every event with one delivery and one outbox row per matching active hook, all in
+    /// one transaction (the group commit of concurrent `deliver_event` calls).
+    virtual std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) = 0;
+    /// Loads a delivery, with its attempts (newest first) when asked.
+    virtual std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) = 0;
+    virtual std::vector<Delivery> deliveries_of_event(const std::string& event_uuid) = 0;
+    virtual Page<Delivery> list_deliveries(const DeliveryQuery& query) = 0;
+    /// Puts a delivery back in the outbox, due at `due` and state pending (for re-sends and
+    /// recovery). Returns false when no such delivery exists.
+    virtual bool requeue(std::int64_t delivery_id, TimePoint due) = 0;
+    /// Requeues every failed delivery of a hook created in [since, until], at most `limit`.
+    /// Returns how many.
+    virtual std::size_t requeue_failed(std::int64_t hook_id, TimePoint since, TimePoint until,
+                                       TimePoint due, std::size_t limit = 10000) = 0;
+
+    // --- the outbox, for dispatchers -------------------------------------------------------------
+    /// Leases up to `limit` due rows whose lease is free or expired, oldest due first.
+    virtual std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) = 0;
+    /// Extends the leases `worker` holds on `delivery_ids` to `until`.
+    virtual void renew_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids,
+                              TimePoint until) = 0;
+    /// Gives up leases without an attempt (a stopping dispatcher), so others claim them at once.
+    virtual void release_leases(const std::string& worker,
+                                std::span<const std::int64_t> delivery_ids) = 0;
+    /// Records attempts and applies their verdicts, all in one transaction. A `retry` or
+    /// `failed` verdict from a worker that lost its lease records the attempt only.
+    virtual void record_attempts(std::span<const AttemptRecord> records) = 0;
+    /// When the next outbox row becomes claimable (due, or its lease expires); nullopt when empty.
+    virtual std::optional<TimePoint> next_due() = 0;
+    virtual Page<OutboxEntry> list_outbox(const OutboxQuery& query) = 0;
+
+    // --- API tokens --------------------------------------------------------------------------------
+    /// Stores a token under the SHA-256 (hex) of its key.
+    virtual void add_token(const std::string& key_sha256, const ApiToken& token) = 0;
+    virtual std::optional<ApiToken> find_token(const std::string& key_sha256) = 0;
+
+    // --- retention -----------------------------------------------------------------------------------
+    /// Deletes up to `limit` finished (delivered or failed) deliveries created before `before`,
+    /// with their attempts and events left without deliveries. Pending ones are never deleted.
+    /// Returns how many deliveries were deleted; call again until it returns less than `limit`.
+    virtual std::size_t delete_finished_before(TimePoint before, std::size_t limit = 1000) = 0;
+};
+
+} // namespace whisperer
+
+#endif
