@@ -1,0 +1,118 @@
+// The SQLite schema of SqliteStore as a list of forward migrations.
+#ifndef WHISPERER_DETAIL_SQLITE_SCHEMA_HPP
+#define WHISPERER_DETAIL_SQLITE_SCHEMA_HPP
+
+#include <array>
+#include <cstdint>
+#include <span>
+
+namespace whisperer::detail {
+
+/// `PRAGMA application_id` of every whisperer database ("WHSP"): tells ours from a foreign file.
+constexpr std::int32_t sqlite_application_id = 0x57485350;
+
+/// The statements that take a database from one schema version to the next.
+///
+/// Migration i (0-based) takes `PRAGMA user_version` i to i + 1; it runs inside the transaction
+/// that also writes the new user_version. Never edit a released migration: append a new one.
+using SqliteMigration = std::span<const char* const>;
+
+/// Version 1. Times are INTEGER microseconds since the Unix epoch (system_clock); JSON objects are
+/// serialised text. An event's body is stored once in `events`, however many hooks receive it.
+inline constexpr const char* sqlite_schema_v1[] = {
+    R"sql(CREATE TABLE hooks (
+        id                     INTEGER PRIMARY KEY,
+        owner                  TEXT NOT NULL,
+        target_url             TEXT NOT NULL,
+        event_type             TEXT NOT NULL,
+        is_active              INTEGER NOT NULL,
+        secret_key             TEXT NOT NULL,
+        callback               TEXT NOT NULL,
+        retry_countdown_config TEXT NOT NULL,
+        additional_headers     TEXT NOT NULL,
+        config                 TEXT NOT NULL,
+        created                INTEGER NOT NULL,
+        modified               INTEGER NOT NULL,
+        disabled_reason        TEXT NOT NULL,
+        disabled_at            INTEGER
+    ))sql",
+    // Soft-deleted hooks do not count, so a deleted subscription can be created again.
+    R"sql(CREATE UNIQUE INDEX hooks_active_subscription ON hooks (owner, target_url, event_type)
+          WHERE is_active = 1)sql",
+    R"sql(CREATE INDEX hooks_active_event_type ON hooks (event_type) WHERE is_active = 1)sql",
+    R"sql(CREATE INDEX hooks_owner ON hooks (owner, id))sql",
+
+    R"sql(CREATE TABLE events (
+        id              INTEGER PRIMARY KEY,
+        uuid            TEXT NOT NULL UNIQUE,
+        event_type      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        object_ref      TEXT NOT NULL,
+        idempotency_key TEXT UNIQUE,
+        created         INTEGER NOT NULL
+    ))sql",
+    R"sql(CREATE INDEX events_created ON events (created))sql",
+
+    R"sql(CREATE TABLE deliveries (
+        id               INTEGER PRIMARY KEY,
+        event_id         INTEGER NOT NULL REFERENCES events (id),
+        hook_id          INTEGER NOT NULL REFERENCES hooks (id),
+        state            TEXT NOT NULL,
+        attempt_count    INTEGER NOT NULL,
+        response_status  INTEGER NOT NULL,
+        response_body    TEXT NOT NULL,
+        response_time_us INTEGER NOT NULL,
+        last_failure     TEXT NOT NULL,
+        last_error       TEXT NOT NULL,
+        next_attempt_at  INTEGER,
+        created          INTEGER NOT NULL,
+        modified         INTEGER NOT NULL
+    ))sql",
+    R"sql(CREATE INDEX deliveries_event ON deliveries (event_id))sql",
+    R"sql(CREATE INDEX deliveries_hook ON deliveries (hook_id, state, created))sql",
+    R"sql(CREATE INDEX deliveries_finished ON deliveries (created) WHERE state <> 'pending')sql",
+
+    R"sql(CREATE TABLE attempts (
+        id              INTEGER PRIMARY KEY,
+        delivery_id     INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+        number          INTEGER NOT NULL,
+        started_at      INTEGER NOT NULL,
+        duration_us     INTEGER NOT NULL,
+        response_status INTEGER NOT NULL,
+        response_body   TEXT NOT NULL,
+        failure         TEXT NOT NULL,
+        error           TEXT NOT NULL,
+        trigger         TEXT NOT NULL
+    ))sql",
+    R"sql(CREATE INDEX attempts_delivery ON attempts (delivery_id, id))sql",
+
+    // One row per delivery waiting for an attempt; a worker's lease hides it from the others.
+    R"sql(CREATE TABLE outbox (
+        delivery_id   INTEGER PRIMARY KEY REFERENCES deliveries (id) ON DELETE CASCADE,
+        hook_id       INTEGER NOT NULL,
+        due_at        INTEGER NOT NULL,
+        lease_owner   TEXT,
+        lease_expires INTEGER
+    ))sql",
+    // Both indexes cover what claim_due and next_due filter on, so neither reads the table to skip rows.
+    R"sql(CREATE INDEX outbox_due ON outbox (due_at, lease_expires))sql",
+    R"sql(CREATE INDEX outbox_leased ON outbox (lease_expires, due_at)
+          WHERE lease_expires IS NOT NULL)sql",
+
+    R"sql(CREATE TABLE tokens (
+        key_sha256 TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        admin      INTEGER NOT NULL,
+        publisher  INTEGER NOT NULL,
+        created    INTEGER NOT NULL
+    ) WITHOUT ROWID)sql",
+};
+
+/// Every migration in order; the schema version is their count.
+inline constexpr std::array<SqliteMigration, 1> sqlite_migrations{
+    SqliteMigration{sqlite_schema_v1},
+};
+
+} // namespace whisperer::detail
+
+#endif

@@ -1,0 +1,926 @@
+#include <whisperer/sqlite_store.hpp>
+
+#include <whisperer/error.hpp>
+
+#include "detail/sqlite_rows.hpp"
+#include "detail/sqlite_schema.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Exception.h>
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+#include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace whisperer {
+
+using namespace detail;
+
+namespace {
+
+/// Listings return between 1 and this many items per page, whatever the caller asks.
+constexpr std::size_t max_page_size = 1000;
+
+/// A size as an SQL LIMIT, saturating instead of wrapping.
+std::int64_t sql_limit(std::size_t n) noexcept
+{
+    return static_cast<std::int64_t>(
+        std::min<std::size_t>(n, std::numeric_limits<std::int64_t>::max()));
+}
+
+/// A cached statement lent out for one use: its bindings start cleared, and it is reset when the
+/// loan ends, so that no half-read SELECT keeps a snapshot open after the transaction.
+class LentStatement {
+public:
+    explicit LentStatement(SQLite::Statement& statement) : statement_(statement)
+    {
+        statement_.reset();
+        statement_.clearBindings();
+    }
+    ~LentStatement() { statement_.tryReset(); }
+    LentStatement(const LentStatement&) = delete;
+    LentStatement& operator=(const LentStatement&) = delete;
+
+    SQLite::Statement* operator->() const noexcept { return &statement_; }
+    SQLite::Statement& operator*() const noexcept { return statement_; }
+
+private:
+    SQLite::Statement& statement_;
+};
+
+/// The optional filters of a listing as an SQL condition with named parameters.
+class Conditions {
+public:
+    using Value = std::variant<std::int64_t, std::string>;
+
+    /// Adds `condition`, which names the parameter `name`, bound to `value`.
+    void add(std::string_view condition, const char* name, Value value)
+    {
+        sql_ += sql_.empty() ? "" : " AND ";
+        sql_ += condition;
+        values_.emplace_back(name, std::move(value));
+    }
+
+    const std::string& sql() const noexcept { return sql_; }
+
+    void bind(SQLite::Statement& statement) const
+    {
+        for (const auto& [name, value] : values_)
+            std::visit([&, n = name](const auto& v) { statement.bind(n, v); }, value);
+    }
+
+private:
+    std::string sql_;
+    std::vector<std::pair<const char*, Value>> values_;
+};
+
+bool config_matches(const boost::json::object& config, const boost::json::object& filter)
+{
+    return std::all_of(filter.begin(), filter.end(), [&](const auto& entry) {
+        const auto* value = config.if_contains(entry.key());
+        return value != nullptr && *value == entry.value();
+    });
+}
+
+/// The id that `after` continues from.
+std::int64_t cursor_of(const Hook& hook) noexcept { return hook.id; }
+std::int64_t cursor_of(const Delivery& delivery) noexcept { return delivery.id; }
+std::int64_t cursor_of(const OutboxEntry& entry) noexcept { return entry.delivery_id; }
+
+/// A page of at most `page_size` rows read by `read`, from a statement that asked for one more
+/// row than that to know whether another page follows.
+template <class T, class Read>
+Page<T> read_page(SQLite::Statement& statement, std::size_t page_size, Read read)
+{
+    Page<T> page;
+    while (statement.executeStep()) {
+        RowReader row{statement};
+        page.items.push_back(read(row));
+    }
+    if (page.items.size() > page_size) {
+        page.items.resize(page_size);
+        page.next = cursor_of(page.items.back());
+    }
+    return page;
+}
+
+OutboxEntry read_outbox_entry(RowReader& row)
+{
+    OutboxEntry entry;
+    entry.delivery_id = row.int64();
+    entry.hook_id = row.int64();
+    entry.owner = row.text();
+    entry.event_uuid = row.text();
+    entry.event_type = row.text();
+    entry.attempt_count = row.count();
+    entry.due = row.time();
+    entry.lease_expires = row.optional_time();
+    entry.created = row.time();
+    return entry;
+}
+
+std::string already_registered_message(const Hook& hook)
+{
+    return "An active webhook of '" + hook.owner + "' already sends '" + hook.event_type +
+           "' events to " + hook.target_url + ".";
+}
+
+/// A hook that may receive an event, as `enqueue_events` needs it.
+struct Subscriber {
+    std::int64_t hook_id = 0;
+    boost::json::object config;
+};
+
+} // namespace
+
+struct SqliteStore::Impl {
+    Impl(const std::string& path, SqliteOptions options);
+
+    /// The cached statement for `sql`, prepared on first use.
+    LentStatement statement(std::string_view sql);
+
+    /// Runs `operation` under the mutex in one transaction; SQLite failures become `StoreError`.
+    template <class Operation>
+    auto run(std::string_view what, SQLite::TransactionBehavior behavior, Operation&& operation)
+        -> std::invoke_result_t<Operation&>;
+
+    /// For operations that write: takes the write lock at once, so that two processes never
+    /// both read and then fail to upgrade.
+    template <class Operation>
+    auto write(std::string_view what, Operation&& operation)
+    {
+        return run(what, SQLite::TransactionBehavior::IMMEDIATE, std::forward<Operation>(operation));
+    }
+
+    /// For operations that only read: one consistent snapshot.
+    template <class Operation>
+    auto read(std::string_view what, Operation&& operation)
+    {
+        return run(what, SQLite::TransactionBehavior::DEFERRED, std::forward<Operation>(operation));
+    }
+
+    // The steps below expect the mutex held and a transaction open.
+    void migrate();
+    std::optional<Hook> find_hook(std::int64_t id);
+    /// Executes an insert or update of `hook`, turning a duplicate into WebhookAlreadyRegistered.
+    void write_hook(SQLite::Statement& statement, const Hook& hook);
+    std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter);
+    const std::vector<Subscriber>& subscribers(
+        const std::string& event_type, std::map<std::string, std::vector<Subscriber>, std::less<>>& cache);
+    EnqueuedEvent enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers);
+    void record(const AttemptRecord& record, TimePoint now);
+    void update_delivery(const AttemptRecord& record, DeliveryState state,
+                         std::optional<TimePoint> next_attempt_at, TimePoint now);
+    void remove_from_outbox(std::int64_t delivery_id);
+    bool requeue(std::int64_t delivery_id, TimePoint due, TimePoint now);
+
+    std::string path_;
+    SqliteOptions options_;
+    std::mutex mutex_;
+    SQLite::Database db_;
+    // Declared after db_: statements must be finalised before the connection closes.
+    std::map<std::string, std::unique_ptr<SQLite::Statement>, std::less<>> statements_;
+};
+
+namespace {
+
+SQLite::Database open_database(const std::string& path, const SqliteOptions& options)
+{
+    try {
+        return SQLite::Database(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                                static_cast<int>(options.busy_timeout.count()));
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot open '" + path + "': " + e.what());
+    }
+}
+
+} // namespace
+
+SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
+    : path_(path), options_(options), db_(open_database(path, options))
+{
+    migrate();
+}
+
+LentStatement SqliteStore::Impl::statement(std::string_view sql)
+{
+    auto found = statements_.find(sql);
+    if (found == statements_.end())
+        found = statements_
+                    .emplace(std::string(sql), std::make_unique<SQLite::Statement>(db_, std::string(sql)))
+                    .first;
+    return LentStatement{*found->second};
+}
+
+template <class Operation>
+auto SqliteStore::Impl::run(std::string_view what, SQLite::TransactionBehavior behavior,
+                            Operation&& operation) -> std::invoke_result_t<Operation&>
+{
+    std::lock_guard lock{mutex_};
+    try {
+        SQLite::Transaction transaction{db_, behavior};
+        if constexpr (std::is_void_v<std::invoke_result_t<Operation&>>) {
+            operation();
+            transaction.commit();
+        } else {
+            auto result = operation();
+            transaction.commit();
+            return result;
+        }
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store '" + path_ + "': cannot " + std::string(what) + ": " + e.what());
+    }
+}
+
+// --- opening and migrating ---------------------------------------------------------------------
+
+void SqliteStore::Impl::migrate()
+{
+    const int target = schema_version();
+    auto read_marks = [&] {
+        return std::pair{db_.execAndGet("PRAGMA application_id").getInt(),
+                         db_.execAndGet("PRAGMA user_version").getInt()};
+    };
+    // Everything up to the journal mode only reads, so a refused file is left as it was.
+    auto check_marks = [&] {
+        auto [application_id, version] = read_marks();
+        if (application_id == 0 && version == 0) {
+            if (db_.execAndGet("SELECT count(*) FROM sqlite_schema").getInt() != 0)
+                throw StoreError("SQLite store: '" + path_ +
+                                 "' holds another application's tables and no whisperer schema; "
+                                 "refusing to use it");
+            return version;
+        }
+        if (application_id != sqlite_application_id)
+            throw StoreError("SQLite store: '" + path_ + "' is not a whisperer database (application_id " +
+                             std::to_string(application_id) + ", expected " +
+                             std::to_string(sqlite_application_id) + ")");
+        if (version > target)
+            throw StoreError("SQLite store: '" + path_ + "' has schema version " + std::to_string(version) +
+                             ", newer than version " + std::to_string(target) +
+                             " that this whisperer knows; upgrade whisperer to open it");
+        return version;
+    };
+
+    try {
+        if (check_marks() == target) {
+            db_.exec("PRAGMA journal_mode = WAL");
+        } else {
+            db_.exec("PRAGMA journal_mode = WAL");
+            // Another process may be migrating the same file: decide again under the write lock.
+            SQLite::Transaction transaction{db_, SQLite::TransactionBehavior::IMMEDIATE};
+            for (int version = check_marks(); version < target; ++version)
+                for (const char* step : sqlite_migrations[static_cast<std::size_t>(version)])
+                    db_.exec(step);
+            db_.exec("PRAGMA application_id = " + std::to_string(sqlite_application_id));
+            db_.exec("PRAGMA user_version = " + std::to_string(target));
+            transaction.commit();
+        }
+        db_.exec(options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"
+                                                                : "PRAGMA synchronous = NORMAL");
+        db_.exec("PRAGMA foreign_keys = ON");
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot use '" + path_ + "' as a whisperer database: " + e.what());
+    }
+}
+
+SqliteStore::SqliteStore(const std::string& path, SqliteOptions options)
+    : impl_(std::make_unique<Impl>(path, options))
+{
+}
+
+SqliteStore::~SqliteStore() = default;
+
+int SqliteStore::schema_version() noexcept
+{
+    return static_cast<int>(sqlite_migrations.size());
+}
+
+// --- hooks -------------------------------------------------------------------------------------
+
+std::optional<Hook> SqliteStore::Impl::find_hook(std::int64_t id)
+{
+    static const std::string sql = "SELECT " + std::string(hook_columns) + " FROM hooks h WHERE h.id = :id";
+    auto select = statement(sql);
+    select->bind(":id", id);
+    if (!select->executeStep())
+        return std::nullopt;
+    RowReader row{*select};
+    return read_hook(row);
+}
+
+void SqliteStore::Impl::write_hook(SQLite::Statement& statement, const Hook& hook)
+{
+    try {
+        statement.exec();
+    } catch (const SQLite::Exception& e) {
+        if (e.getExtendedErrorCode() == SQLITE_CONSTRAINT_UNIQUE)
+            throw WebhookAlreadyRegistered(already_registered_message(hook));
+        throw;
+    }
+}
+
+Hook SqliteStore::create_hook(const Hook& hook)
+{
+    return impl_->write("create a hook", [&] {
+        Hook created = hook;
+        created.created = created.modified = stored_time(Clock::now());
+        auto insert = impl_->statement(
+            "INSERT INTO hooks (owner, target_url, event_type, is_active, secret_key, callback, "
+            "retry_countdown_config, additional_headers, config, created, modified, disabled_reason, "
+            "disabled_at) VALUES (:owner, :target_url, :event_type, :is_active, :secret_key, :callback, "
+            ":retry_countdown_config, :additional_headers, :config, :created, :modified, "
+            ":disabled_reason, :disabled_at)");
+        bind_hook_fields(*insert, created);
+        insert->bind(":created", to_micros(created.created));
+        insert->bind(":modified", to_micros(created.modified));
+        impl_->write_hook(*insert, created);
+        created.id = impl_->db_.getLastInsertRowid();
+        return created;
+    });
+}
+
+std::optional<Hook> SqliteStore::find_hook(std::int64_t id)
+{
+    return impl_->read("find a hook", [&] { return impl_->find_hook(id); });
+}
+
+Hook SqliteStore::update_hook(const Hook& hook)
+{
+    return impl_->write("update a hook", [&] {
+        auto update = impl_->statement(
+            "UPDATE hooks SET owner = :owner, target_url = :target_url, event_type = :event_type, "
+            "is_active = :is_active, secret_key = :secret_key, callback = :callback, "
+            "retry_countdown_config = :retry_countdown_config, additional_headers = :additional_headers, "
+            "config = :config, modified = :modified, disabled_reason = :disabled_reason, "
+            "disabled_at = :disabled_at WHERE id = :id");
+        bind_hook_fields(*update, hook);
+        update->bind(":modified", to_micros(Clock::now()));
+        update->bind(":id", hook.id);
+        impl_->write_hook(*update, hook);
+        if (impl_->db_.getChanges() == 0)
+            throw WebhookDoesNotExist("Webhook " + std::to_string(hook.id) + " does not exist.");
+        return *impl_->find_hook(hook.id);
+    });
+}
+
+bool SqliteStore::deactivate_hook(std::int64_t id, const std::string& reason)
+{
+    return impl_->write("deactivate a hook", [&] {
+        auto update = impl_->statement(
+            "UPDATE hooks SET is_active = 0, modified = :now, disabled_reason = :reason, "
+            "disabled_at = CASE WHEN :reason = '' THEN NULL ELSE :now END WHERE id = :id");
+        update->bind(":now", to_micros(Clock::now()));
+        update->bind(":reason", reason);
+        update->bind(":id", id);
+        return update->exec() > 0;
+    });
+}
+
+Page<Hook> SqliteStore::list_hooks(const HookQuery& query)
+{
+    Conditions where;
+    where.add("h.id > :after", ":after", query.after);
+    if (query.owner && !query.owner->empty())
+        where.add("h.owner = :owner", ":owner", *query.owner);
+    if (query.target_url)
+        where.add("h.target_url = :target_url", ":target_url", *query.target_url);
+    if (query.event_type)
+        where.add("h.event_type = :event_type", ":event_type", *query.event_type);
+    if (query.is_active)
+        where.add("h.is_active = :is_active", ":is_active", std::int64_t{*query.is_active});
+    const std::size_t page_size = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+
+    return impl_->read("list hooks", [&] {
+        auto select = impl_->statement("SELECT " + std::string(hook_columns) + " FROM hooks h WHERE " +
+                                       where.sql() + " ORDER BY h.id LIMIT :limit");
+        where.bind(*select);
+        select->bind(":limit", sql_limit(page_size + 1));
+        return read_page<Hook>(*select, page_size, read_hook);
+    });
+}
+
+std::vector<Hook> SqliteStore::Impl::active_hooks(const std::string& event_type,
+                                                  const boost::json::object& filter)
+{
+    static const std::string sql = "SELECT " + std::string(hook_columns) +
+                                   " FROM hooks h WHERE h.is_active = 1 AND h.event_type = :event_type"
+                                   " ORDER BY h.id";
+    auto select = statement(sql);
+    select->bind(":event_type", event_type);
+    std::vector<Hook> hooks;
+    while (select->executeStep()) {
+        RowReader row{*select};
+        Hook hook = read_hook(row);
+        if (config_matches(hook.config, filter))
+            hooks.push_back(std::move(hook));
+    }
+    return hooks;
+}
+
+std::vector<Hook> SqliteStore::active_hooks(const std::string& event_type,
+                                            const boost::json::object& config_filter)
+{
+    return impl_->read("list active hooks", [&] { return impl_->active_hooks(event_type, config_filter); });
+}
+
+// --- events and deliveries ---------------------------------------------------------------------
+
+const std::vector<Subscriber>& SqliteStore::Impl::subscribers(
+    const std::string& event_type, std::map<std::string, std::vector<Subscriber>, std::less<>>& cache)
+{
+    if (auto found = cache.find(event_type); found != cache.end())
+        return found->second;
+    auto select = statement("SELECT h.id, h.config FROM hooks h "
+                            "WHERE h.is_active = 1 AND h.event_type = :event_type ORDER BY h.id");
+    select->bind(":event_type", event_type);
+    std::vector<Subscriber> found;
+    while (select->executeStep()) {
+        RowReader row{*select};
+        Subscriber subscriber;
+        subscriber.hook_id = row.int64();
+        subscriber.config = row.object();
+        found.push_back(std::move(subscriber));
+    }
+    return cache.emplace(event_type, std::move(found)).first->second;
+}
+
+EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers)
+{
+    if (event.idempotency_key) {
+        auto existing = statement("SELECT uuid FROM events WHERE idempotency_key = :key");
+        existing->bind(":key", *event.idempotency_key);
+        if (existing->executeStep())
+        {
+            EnqueuedEvent duplicate;
+            duplicate.uuid = existing->getColumn(0).getString();
+            duplicate.duplicate = true;
+            return duplicate;
+        }
+    }
+
+    auto insert_event = statement(
+        "INSERT INTO events (uuid, event_type, body, object_ref, idempotency_key, created) "
+        "VALUES (:uuid, :event_type, :body, :object_ref, :idempotency_key, :created)");
+    insert_event->bind(":uuid", event.uuid);
+    insert_event->bind(":event_type", event.event_type);
+    insert_event->bindNoCopy(":body", event.body);
+    insert_event->bind(":object_ref", event.object_ref);
+    if (event.idempotency_key)
+        insert_event->bind(":idempotency_key", *event.idempotency_key);
+    insert_event->bind(":created", to_micros(event.created));
+    insert_event->exec();
+    const std::int64_t event_id = db_.getLastInsertRowid();
+
+    EnqueuedEvent enqueued;
+    enqueued.uuid = event.uuid;
+    auto insert_delivery = statement(
+        "INSERT INTO deliveries (event_id, hook_id, state, attempt_count, response_status, response_body, "
+        "response_time_us, last_failure, last_error, next_attempt_at, created, modified) "
+        "VALUES (:event_id, :hook_id, 'pending', 0, 0, '', 0, 'none', '', :due, :created, :created)");
+    auto insert_outbox =
+        statement("INSERT INTO outbox (delivery_id, hook_id, due_at) VALUES (:delivery_id, :hook_id, :due)");
+    insert_delivery->bind(":event_id", event_id);
+    insert_delivery->bind(":due", to_micros(event.due));
+    insert_delivery->bind(":created", to_micros(event.created));
+    insert_outbox->bind(":due", to_micros(event.due));
+    for (const Subscriber& subscriber : subscribers) {
+        if (!config_matches(subscriber.config, event.config_filter))
+            continue;
+        insert_delivery->bind(":hook_id", subscriber.hook_id);
+        insert_delivery->exec();
+        insert_delivery->reset();
+        const std::int64_t delivery_id = db_.getLastInsertRowid();
+        insert_outbox->bind(":delivery_id", delivery_id);
+        insert_outbox->bind(":hook_id", subscriber.hook_id);
+        insert_outbox->exec();
+        insert_outbox->reset();
+        enqueued.delivery_ids.push_back(delivery_id);
+    }
+    return enqueued;
+}
+
+std::vector<EnqueuedEvent> SqliteStore::enqueue_events(std::span<const NewEvent> events)
+{
+    return impl_->write("enqueue events", [&] {
+        // A batch usually holds many events of few types: read each type's hooks once.
+        std::map<std::string, std::vector<Subscriber>, std::less<>> subscribers;
+        std::vector<EnqueuedEvent> enqueued;
+        enqueued.reserve(events.size());
+        for (const NewEvent& event : events)
+            enqueued.push_back(impl_->enqueue(event, impl_->subscribers(event.event_type, subscribers)));
+        return enqueued;
+    });
+}
+
+std::optional<Delivery> SqliteStore::find_delivery(std::int64_t id, bool with_attempts)
+{
+    return impl_->read("find a delivery", [&]() -> std::optional<Delivery> {
+        static const std::string sql = "SELECT " + std::string(delivery_columns) + " FROM " +
+                                       std::string(delivery_tables) + " WHERE d.id = :id";
+        auto select = impl_->statement(sql);
+        select->bind(":id", id);
+        if (!select->executeStep())
+            return std::nullopt;
+        RowReader row{*select};
+        Delivery delivery = read_delivery(row);
+        if (with_attempts) {
+            static const std::string attempts_sql = "SELECT " + std::string(attempt_columns) +
+                                                    " FROM attempts WHERE delivery_id = :id ORDER BY id DESC";
+            auto attempts = impl_->statement(attempts_sql);
+            attempts->bind(":id", id);
+            while (attempts->executeStep()) {
+                RowReader attempt{*attempts};
+                delivery.attempts.push_back(read_attempt(attempt));
+            }
+        }
+        return delivery;
+    });
+}
+
+std::vector<Delivery> SqliteStore::deliveries_of_event(const std::string& event_uuid)
+{
+    return impl_->read("list the deliveries of an event", [&] {
+        static const std::string sql = "SELECT " + std::string(delivery_columns) + " FROM " +
+                                       std::string(delivery_tables) + " WHERE e.uuid = :uuid ORDER BY d.id";
+        auto select = impl_->statement(sql);
+        select->bind(":uuid", event_uuid);
+        std::vector<Delivery> deliveries;
+        while (select->executeStep()) {
+            RowReader row{*select};
+            deliveries.push_back(read_delivery(row));
+        }
+        return deliveries;
+    });
+}
+
+Page<Delivery> SqliteStore::list_deliveries(const DeliveryQuery& query)
+{
+    Conditions where;
+    where.add("d.id > :after", ":after", query.after);
+    if (query.owner && !query.owner->empty())
+        where.add("h.owner = :owner", ":owner", *query.owner);
+    if (query.event_type)
+        where.add("e.event_type = :event_type", ":event_type", *query.event_type);
+    if (query.event_uuid)
+        where.add("e.uuid = :event_uuid", ":event_uuid", *query.event_uuid);
+    if (query.response_status)
+        where.add("d.response_status = :response_status", ":response_status",
+                  std::int64_t{*query.response_status});
+    if (query.delivered)
+        where.add(*query.delivered ? "d.state = :delivered" : "d.state <> :delivered", ":delivered",
+                  std::string(to_string(DeliveryState::delivered)));
+    if (query.created_from)
+        where.add("d.created >= :created_from", ":created_from", to_micros(*query.created_from));
+    if (query.created_until)
+        where.add("d.created <= :created_until", ":created_until", to_micros(*query.created_until));
+    if (query.hook_id)
+        where.add("d.hook_id = :hook_id", ":hook_id", *query.hook_id);
+    const std::size_t page_size = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+
+    return impl_->read("list deliveries", [&] {
+        auto select = impl_->statement("SELECT " + std::string(delivery_columns) + " FROM " +
+                                       std::string(delivery_tables) + " WHERE " + where.sql() +
+                                       " ORDER BY d.id LIMIT :limit");
+        where.bind(*select);
+        select->bind(":limit", sql_limit(page_size + 1));
+        return read_page<Delivery>(*select, page_size, read_delivery);
+    });
+}
+
+bool SqliteStore::Impl::requeue(std::int64_t delivery_id, TimePoint due, TimePoint now)
+{
+    auto upsert = statement(
+        "INSERT INTO outbox (delivery_id, hook_id, due_at) SELECT id, hook_id, :due FROM deliveries "
+        "WHERE id = :id ON CONFLICT (delivery_id) DO UPDATE SET due_at = excluded.due_at, "
+        "lease_owner = NULL, lease_expires = NULL");
+    upsert->bind(":due", to_micros(due));
+    upsert->bind(":id", delivery_id);
+    if (upsert->exec() == 0)
+        return false;
+    auto update = statement("UPDATE deliveries SET state = 'pending', next_attempt_at = :due, "
+                            "modified = :now WHERE id = :id");
+    update->bind(":due", to_micros(due));
+    update->bind(":now", to_micros(now));
+    update->bind(":id", delivery_id);
+    update->exec();
+    return true;
+}
+
+bool SqliteStore::requeue(std::int64_t delivery_id, TimePoint due)
+{
+    return impl_->write("requeue a delivery", [&] { return impl_->requeue(delivery_id, due, Clock::now()); });
+}
+
+std::size_t SqliteStore::requeue_failed(std::int64_t hook_id, TimePoint since, TimePoint until,
+                                        TimePoint due, std::size_t limit)
+{
+    return impl_->write("requeue failed deliveries", [&] {
+        std::vector<std::int64_t> failed;
+        {
+            auto select = impl_->statement(
+                "SELECT id FROM deliveries WHERE hook_id = :hook_id AND state = 'failed' "
+                "AND created BETWEEN :since AND :until ORDER BY id LIMIT :limit");
+            select->bind(":hook_id", hook_id);
+            select->bind(":since", to_micros(since));
+            select->bind(":until", to_micros(until));
+            select->bind(":limit", sql_limit(limit));
+            while (select->executeStep())
+                failed.push_back(select->getColumn(0).getInt64());
+        }
+        const TimePoint now = Clock::now();
+        for (std::int64_t id : failed)
+            impl_->requeue(id, due, now);
+        return failed.size();
+    });
+}
+
+// --- the outbox --------------------------------------------------------------------------------
+
+std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
+{
+    if (request.limit == 0)
+        return {};
+    boost::json::array skip_hooks(request.skip_hooks.begin(), request.skip_hooks.end());
+
+    return impl_->write("claim due deliveries", [&] {
+        static const std::string sql =
+            "SELECT o.delivery_id, e.uuid, e.event_type, e.body, d.attempt_count, d.created, " +
+            std::string(hook_columns) +
+            " FROM outbox o JOIN deliveries d ON d.id = o.delivery_id JOIN events e ON e.id = d.event_id"
+            " JOIN hooks h ON h.id = o.hook_id"
+            " WHERE o.due_at <= :now AND (o.lease_expires IS NULL OR o.lease_expires <= :now)"
+            " AND h.is_active = 1 AND o.hook_id NOT IN (SELECT value FROM json_each(:skip_hooks))"
+            " ORDER BY o.due_at, o.delivery_id LIMIT :limit";
+        std::vector<ClaimedDelivery> claimed;
+        {
+            auto select = impl_->statement(sql);
+            select->bind(":now", to_micros(request.now));
+            select->bind(":skip_hooks", boost::json::serialize(skip_hooks));
+            select->bind(":limit", sql_limit(request.limit));
+            while (select->executeStep()) {
+                RowReader row{*select};
+                ClaimedDelivery delivery;
+                delivery.delivery_id = row.int64();
+                delivery.event_uuid = row.text();
+                delivery.event_type = row.text();
+                delivery.body = row.text();
+                delivery.attempt_count = row.count();
+                delivery.created = row.time();
+                delivery.hook = read_hook(row);
+                claimed.push_back(std::move(delivery));
+            }
+        }
+        auto lease = impl_->statement(
+            "UPDATE outbox SET lease_owner = :worker, lease_expires = :expires WHERE delivery_id = :id");
+        lease->bind(":worker", request.worker);
+        lease->bind(":expires", to_micros(request.now + request.lease));
+        for (const ClaimedDelivery& delivery : claimed) {
+            lease->bind(":id", delivery.delivery_id);
+            lease->exec();
+            lease->reset();
+        }
+        return claimed;
+    });
+}
+
+void SqliteStore::renew_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids,
+                               TimePoint until)
+{
+    impl_->write("renew leases", [&] {
+        auto renew = impl_->statement(
+            "UPDATE outbox SET lease_expires = :until WHERE delivery_id = :id AND lease_owner = :worker");
+        renew->bind(":until", to_micros(until));
+        renew->bind(":worker", worker);
+        for (std::int64_t id : delivery_ids) {
+            renew->bind(":id", id);
+            renew->exec();
+            renew->reset();
+        }
+    });
+}
+
+void SqliteStore::release_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids)
+{
+    impl_->write("release leases", [&] {
+        auto release = impl_->statement("UPDATE outbox SET lease_owner = NULL, lease_expires = NULL "
+                                        "WHERE delivery_id = :id AND lease_owner = :worker");
+        release->bind(":worker", worker);
+        for (std::int64_t id : delivery_ids) {
+            release->bind(":id", id);
+            release->exec();
+            release->reset();
+        }
+    });
+}
+
+void SqliteStore::Impl::update_delivery(const AttemptRecord& record, DeliveryState state,
+                                        std::optional<TimePoint> next_attempt_at, TimePoint now)
+{
+    const Attempt& attempt = record.attempt;
+    // MAX: a late report of an earlier attempt must not make the count go back.
+    auto update = statement(
+        "UPDATE deliveries SET state = :state, attempt_count = MAX(attempt_count, :number), "
+        "response_status = :status, response_body = :body, response_time_us = :duration, "
+        "last_failure = :failure, last_error = :error, next_attempt_at = :next, modified = :now "
+        "WHERE id = :id");
+    update->bind(":state", std::string(to_string(state)));
+    update->bind(":number", std::int64_t{attempt.number});
+    update->bind(":status", attempt.response_status);
+    update->bind(":body", std::string(capped(attempt.response_body, options_.response_body_limit)));
+    update->bind(":duration", static_cast<std::int64_t>(attempt.duration.count()));
+    update->bind(":failure", std::string(to_string(attempt.failure)));
+    update->bind(":error", attempt.error);
+    if (next_attempt_at)
+        update->bind(":next", to_micros(*next_attempt_at));
+    update->bind(":now", to_micros(now));
+    update->bind(":id", record.delivery_id);
+    update->exec();
+}
+
+void SqliteStore::Impl::remove_from_outbox(std::int64_t delivery_id)
+{
+    auto remove = statement("DELETE FROM outbox WHERE delivery_id = :id");
+    remove->bind(":id", delivery_id);
+    remove->exec();
+}
+
+void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
+{
+    std::optional<std::string> lease_owner;
+    {
+        auto lookup = statement("SELECT o.lease_owner FROM deliveries d "
+                                "LEFT JOIN outbox o ON o.delivery_id = d.id WHERE d.id = :id");
+        lookup->bind(":id", record.delivery_id);
+        // A delivery removed by retention has nowhere to keep the attempt; failing the whole
+        // batch for it would lose the others' outcomes.
+        if (!lookup->executeStep())
+            return;
+        if (!lookup->isColumnNull(0))
+            lease_owner = lookup->getColumn(0).getString();
+    }
+    const bool lease_held = lease_owner == record.worker;
+
+    const Attempt& attempt = record.attempt;
+    auto insert = statement(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_us, response_status, "
+        "response_body, failure, error, trigger) VALUES (:id, :number, :started_at, :duration, :status, "
+        ":body, :failure, :error, :trigger)");
+    insert->bind(":id", record.delivery_id);
+    insert->bind(":number", std::int64_t{attempt.number});
+    insert->bind(":started_at", to_micros(attempt.started_at));
+    insert->bind(":duration", static_cast<std::int64_t>(attempt.duration.count()));
+    insert->bind(":status", attempt.response_status);
+    insert->bind(":body", std::string(capped(attempt.response_body, options_.response_body_limit)));
+    insert->bind(":failure", std::string(to_string(attempt.failure)));
+    insert->bind(":error", attempt.error);
+    insert->bind(":trigger", std::string(to_string(attempt.trigger)));
+    insert->exec();
+
+    switch (record.verdict) {
+    case AttemptVerdict::delivered:
+        // A success counts even when the lease was lost meanwhile: the receiver has the event.
+        update_delivery(record, DeliveryState::delivered, std::nullopt, now);
+        remove_from_outbox(record.delivery_id);
+        break;
+    case AttemptVerdict::retry: {
+        if (!lease_held)
+            break;
+        const TimePoint due = record.next_attempt_at.value_or(now);
+        update_delivery(record, DeliveryState::pending, due, now);
+        auto reschedule = statement("UPDATE outbox SET due_at = :due, lease_owner = NULL, "
+                                    "lease_expires = NULL WHERE delivery_id = :id");
+        reschedule->bind(":due", to_micros(due));
+        reschedule->bind(":id", record.delivery_id);
+        reschedule->exec();
+        break;
+    }
+    case AttemptVerdict::failed:
+        if (!lease_held)
+            break;
+        update_delivery(record, DeliveryState::failed, std::nullopt, now);
+        remove_from_outbox(record.delivery_id);
+        break;
+    }
+}
+
+void SqliteStore::record_attempts(std::span<const AttemptRecord> records)
+{
+    impl_->write("record attempts", [&] {
+        const TimePoint now = Clock::now();
+        for (const AttemptRecord& record : records)
+            impl_->record(record, now);
+    });
+}
+
+std::optional<TimePoint> SqliteStore::next_due()
+{
+    return impl_->read("find the next due delivery", [&] {
+        std::optional<std::int64_t> next;
+        auto consider = [&](LentStatement select) {
+            if (select->executeStep() && !select->isColumnNull(0)) {
+                const std::int64_t at = select->getColumn(0).getInt64();
+                next = next ? std::min(*next, at) : at;
+            }
+        };
+        consider(impl_->statement("SELECT due_at FROM outbox WHERE lease_expires IS NULL "
+                                  "ORDER BY due_at LIMIT 1"));
+        // Leased rows are the ones in flight: few, and covered by a partial index.
+        consider(impl_->statement("SELECT MIN(MAX(due_at, lease_expires)) FROM outbox "
+                                  "WHERE lease_expires IS NOT NULL"));
+        return next ? std::optional{from_micros(*next)} : std::nullopt;
+    });
+}
+
+Page<OutboxEntry> SqliteStore::list_outbox(const OutboxQuery& query)
+{
+    Conditions where;
+    where.add("o.delivery_id > :after", ":after", query.after);
+    if (query.owner && !query.owner->empty())
+        where.add("h.owner = :owner", ":owner", *query.owner);
+    const std::size_t page_size = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+
+    return impl_->read("list the outbox", [&] {
+        auto select = impl_->statement(
+            "SELECT o.delivery_id, o.hook_id, h.owner, e.uuid, e.event_type, d.attempt_count, o.due_at, "
+            "o.lease_expires, d.created FROM outbox o JOIN deliveries d ON d.id = o.delivery_id "
+            "JOIN events e ON e.id = d.event_id JOIN hooks h ON h.id = o.hook_id WHERE " +
+            where.sql() + " ORDER BY o.delivery_id LIMIT :limit");
+        where.bind(*select);
+        select->bind(":limit", sql_limit(page_size + 1));
+        return read_page<OutboxEntry>(*select, page_size, read_outbox_entry);
+    });
+}
+
+// --- API tokens --------------------------------------------------------------------------------
+
+void SqliteStore::add_token(const std::string& key_sha256, const ApiToken& token)
+{
+    impl_->write("add a token", [&] {
+        auto upsert = impl_->statement(
+            "INSERT INTO tokens (key_sha256, owner, admin, publisher, created) "
+            "VALUES (:key, :owner, :admin, :publisher, :created) ON CONFLICT (key_sha256) DO UPDATE SET "
+            "owner = excluded.owner, admin = excluded.admin, publisher = excluded.publisher, "
+            "created = excluded.created");
+        upsert->bind(":key", key_sha256);
+        upsert->bind(":owner", token.owner);
+        upsert->bind(":admin", token.admin ? 1 : 0);
+        upsert->bind(":publisher", token.publisher ? 1 : 0);
+        upsert->bind(":created", to_micros(token.created));
+        upsert->exec();
+    });
+}
+
+std::optional<ApiToken> SqliteStore::find_token(const std::string& key_sha256)
+{
+    return impl_->read("find a token", [&]() -> std::optional<ApiToken> {
+        auto select =
+            impl_->statement("SELECT owner, admin, publisher, created FROM tokens WHERE key_sha256 = :key");
+        select->bind(":key", key_sha256);
+        if (!select->executeStep())
+            return std::nullopt;
+        RowReader row{*select};
+        ApiToken token;
+        token.owner = row.text();
+        token.admin = row.boolean();
+        token.publisher = row.boolean();
+        token.created = row.time();
+        return token;
+    });
+}
+
+// --- retention ---------------------------------------------------------------------------------
+
+std::size_t SqliteStore::delete_finished_before(TimePoint before, std::size_t limit)
+{
+    return impl_->write("delete finished deliveries", [&] {
+        // `state <> 'pending'` exactly as the partial index deliveries_finished says it.
+        auto remove_deliveries = impl_->statement(
+            "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries "
+            "WHERE state <> 'pending' AND created < :before ORDER BY created LIMIT :limit)");
+        remove_deliveries->bind(":before", to_micros(before));
+        remove_deliveries->bind(":limit", sql_limit(limit));
+        const auto removed = static_cast<std::size_t>(remove_deliveries->exec());
+
+        // A delivery is never older than its event, so every event this leaves without
+        // deliveries was created before `before` too.
+        auto remove_events = impl_->statement(
+            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created < :before "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))");
+        remove_events->bind(":before", to_micros(before));
+        remove_events->exec();
+        return removed;
+    });
+}
+
+} // namespace whisperer
