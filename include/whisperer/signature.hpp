@@ -18,6 +18,10 @@ std::string whisperer_signature(std::string_view secret, std::string_view body);
 std::string standard_signature(std::string_view secret, std::string_view webhook_id,
                                std::int64_t timestamp, std::string_view body);
 
+/// The HMAC key of the Standard Webhooks scheme: the base64-decoded bytes of a `whsec_` secret,
+/// any other secret as is.
+std::string standard_signing_key(std::string_view secret);
+
 /// The `webhook-signature` header value: one v1 signature per secret, space-separated.
 std::string standard_signature_header(std::span<const std::string> secrets,
                                       std::string_view webhook_id, std::int64_t timestamp,

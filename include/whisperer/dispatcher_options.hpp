@@ -1,0 +1,77 @@
+#ifndef WHISPERER_DISPATCHER_OPTIONS_HPP
+#define WHISPERER_DISPATCHER_OPTIONS_HPP
+
+#include <whisperer/envelope.hpp>
+
+#include <boost/asio/ip/address.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace whisperer {
+
+class CountdownRegistry;
+
+/// Severity of a log line.
+enum class LogLevel { debug, info, warning, error };
+
+std::string_view to_string(LogLevel level) noexcept;
+
+/// Receives whisperer's log lines; route it to the host's logger. Called from whisperer's
+/// threads (the executor's, or the caller's); must be thread-safe and must not throw.
+using LogHandler = std::function<void(LogLevel, std::string_view message)>;
+
+/// Options of `Dispatcher`; every field has a working default.
+struct DispatcherOptions {
+    /// Resolving, connecting and the TLS handshake together (the original's connect timeout).
+    std::chrono::milliseconds connect_timeout{10000};
+    /// Sending the request and reading the response (the original's read timeout).
+    std::chrono::milliseconds request_timeout{10000};
+    /// Response bodies are stored up to this many bytes.
+    std::size_t response_body_limit = 20 * 1024;
+    /// Requests in flight at once, over all receivers.
+    std::size_t max_in_flight = 256;
+    /// Connections at once to one origin (scheme, host, port): a slow receiver holds at most these.
+    std::size_t max_connections_per_origin = 8;
+    /// Attempts in all before a delivery ends as failed (the original makes 18).
+    unsigned max_attempts = 18;
+    /// A claimed delivery is leased for this long, renewed while its request is in flight; after a
+    /// crash, another dispatcher takes it over once the lease has run out.
+    std::chrono::milliseconds lease{10000};
+    /// Outbox rows claimed per store round trip.
+    std::size_t claim_batch = 256;
+    /// While idle, the outbox is looked at again after this long even without a wake-up (rows
+    /// added by other processes sharing the store).
+    std::chrono::milliseconds idle_poll{5000};
+    /// `Retry-After` on 429 and 503 is honoured up to this long.
+    std::chrono::seconds max_retry_after{24 * 3600};
+    /// The serialised envelope may not exceed this many bytes.
+    std::size_t max_payload_bytes = 256 * 1024;
+    /// The envelope's data key: "data" (the seed page) or "payload" (the original's code).
+    DataKey data_key = DataKey::data;
+    /// PEM file of trusted CAs for HTTPS receivers; empty uses the system's store.
+    std::string ca_file;
+    /// The SSRF guard: decides for each resolved address whether it may be connected to.
+    /// Null allows every address.
+    std::function<bool(const boost::asio::ip::address&)> address_filter;
+    /// Parses hooks' retry countdowns; null uses the built-in choices. Must outlive the dispatcher.
+    const CountdownRegistry* countdowns = nullptr;
+    /// Where log lines go; null discards them.
+    LogHandler log;
+};
+
+/// Counters of a dispatcher since it was made.
+struct DispatcherCounters {
+    std::uint64_t queued = 0;    ///< Deliveries written to the outbox by this dispatcher.
+    std::uint64_t in_flight = 0; ///< Requests on the way now.
+    std::uint64_t delivered = 0; ///< Attempts answered with 2xx.
+    std::uint64_t failed = 0;    ///< Deliveries that ran out of attempts.
+    std::uint64_t retried = 0;   ///< Failed attempts scheduled for another try.
+};
+
+} // namespace whisperer
+
+#endif

@@ -1,0 +1,58 @@
+#ifndef WHISPERER_SRC_DETAIL_GROUP_COMMIT_HPP
+#define WHISPERER_SRC_DETAIL_GROUP_COMMIT_HPP
+
+#include <whisperer/subscription_store.hpp>
+
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+namespace whisperer::detail {
+
+/// Writes new events to the store, sharing one transaction among concurrent callers.
+///
+/// The first caller to arrive becomes the leader: it takes every event queued so far, writes
+/// them with one `enqueue_events` call, hands each caller its result, and repeats while more
+/// arrived meanwhile. Callers that arrive during a commit wait for the next one. A single
+/// caller pays one transaction; a burst pays one per batch. Thread-safe.
+class GroupCommit {
+public:
+    using Completion = std::function<void(std::exception_ptr, EnqueuedEvent)>;
+    /// Runs a leader's loop somewhere else (the dispatcher's executor), for async submissions.
+    using Spawn = std::function<void(std::function<void()>)>;
+
+    GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch = 1024);
+
+    /// Writes `event` and returns once it is committed; rethrows the store's error.
+    EnqueuedEvent commit(NewEvent event);
+
+    /// Queues `event`; `done` runs after the commit, on whichever thread led it.
+    void commit_async(NewEvent event, Completion done);
+
+private:
+    struct Request {
+        NewEvent event;
+        Completion done;                // Set for async submissions.
+        bool finished = false;          // Guarded by mutex_, for waiting callers.
+        std::exception_ptr error;
+        EnqueuedEvent result;
+    };
+
+    /// Commits batches until the queue is empty. Called with `lock` held; returns with it held.
+    void lead(std::unique_lock<std::mutex>& lock);
+
+    SubscriptionStore& store_;
+    Spawn spawn_;
+    std::size_t max_batch_;
+    std::mutex mutex_;
+    std::condition_variable committed_;
+    std::vector<Request*> queue_;
+    bool leading_ = false;       // A caller is committing batches.
+    bool spawn_pending_ = false; // A leader for async requests is queued on the executor.
+};
+
+} // namespace whisperer::detail
+
+#endif

@@ -1,0 +1,785 @@
+#include <whisperer/dispatcher.hpp>
+
+#include "detail/delivery_request.hpp"
+#include "detail/group_commit.hpp"
+#include "detail/target_auth.hpp"
+
+#include <whisperer/envelope.hpp>
+#include <whisperer/http_client.hpp>
+#include <whisperer/retry_countdown.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <unordered_map>
+
+namespace whisperer {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+std::string_view to_string(LogLevel level) noexcept
+{
+    switch (level) {
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warning: return "warning";
+    case LogLevel::error: return "error";
+    }
+    return "info";
+}
+
+namespace {
+
+HttpClientOptions client_options(const DispatcherOptions& o)
+{
+    HttpClientOptions c;
+    c.connect_timeout = o.connect_timeout;
+    c.total_timeout = o.request_timeout;
+    c.response_body_limit = o.response_body_limit;
+    c.max_connections_per_origin = o.max_connections_per_origin;
+    c.ca_file = o.ca_file;
+    c.address_filter = o.address_filter;
+    return c;
+}
+
+std::string random_worker_id()
+{
+    return "worker-" + new_event_uuid().substr(0, 16);
+}
+
+std::int64_t unix_seconds(TimePoint t)
+{
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+} // namespace
+
+/// State shared by the dispatcher and every operation it has started. Worker state (the maps,
+/// the pending records, the timers) is touched only on `strand`.
+struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
+    Impl(asio::any_io_executor ex, const Registry& reg, SubscriptionStore& st, DispatcherOptions opts)
+        : executor(ex),
+          strand(asio::make_strand(ex)),
+          registry(reg),
+          store(st),
+          options(std::move(opts)),
+          client(ex, client_options(options)),
+          commits(st, [this](std::function<void()> job) { asio::post(executor, std::move(job)); }),
+          worker(random_worker_id()),
+          wake_timer(strand),
+          renew_timer(strand),
+          stop_timer(strand)
+    {
+    }
+
+    // --- shared, thread-safe ---------------------------------------------------------------------
+    asio::any_io_executor executor;
+    asio::strand<asio::any_io_executor> strand;
+    const Registry& registry;
+    SubscriptionStore& store;
+    DispatcherOptions options;
+    CountdownRegistry builtin_countdowns;
+    HttpClient client;
+    detail::TargetAuth auth;
+    detail::GroupCommit commits;
+    const std::string worker;
+    std::map<std::string, HookCallback, std::less<>> callbacks; // Written before use only.
+    std::set<std::string, std::less<>> callback_names;
+    std::atomic<bool> wake_posted{false};
+    std::atomic<bool> accepting{true};
+    struct {
+        std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0};
+    } count;
+
+    // --- on the strand only ---------------------------------------------------------------------
+    bool running = false;
+    bool stopping = false;
+    bool shutting_down = false; // The stop deadline passed: requests in flight are being cut.
+    std::unordered_map<std::int64_t, std::int64_t> in_flight; // delivery id -> hook id
+    std::unordered_map<std::int64_t, std::size_t> per_hook;   // hook id -> deliveries in flight
+    std::vector<AttemptRecord> pending_records;
+    bool flush_posted = false;
+    std::chrono::milliseconds store_backoff{0};
+    asio::steady_timer wake_timer;
+    asio::steady_timer renew_timer;
+    asio::steady_timer stop_timer;
+    std::shared_ptr<std::promise<void>> stopped;
+
+    void log(LogLevel level, const std::string& message) const
+    {
+        if (options.log) {
+            try {
+                options.log(level, message);
+            } catch (...) {
+            }
+        }
+    }
+
+    const CountdownRegistry& countdowns() const
+    {
+        return options.countdowns ? *options.countdowns : builtin_countdowns;
+    }
+
+    // --- making and waking ------------------------------------------------------------------------
+
+    /// Lets the workers look at the outbox now (after new rows were written).
+    void wake()
+    {
+        if (wake_posted.exchange(true))
+            return;
+        asio::post(strand, [self = shared_from_this()] {
+            self->wake_posted = false;
+            self->pump();
+        });
+    }
+
+    /// The event row of new data: uuid, envelope (customised by the event class), checks.
+    NewEvent make_event(json::value data, std::string_view event_type, const DeliverOptions& opts, TimePoint now) const
+    {
+        const EventBase& event = registry.get(event_type);
+        NewEvent ev;
+        ev.uuid = new_event_uuid();
+        ev.event_type = std::string(event_type);
+        json::object envelope = make_envelope(event_type, ev.uuid, std::move(data), options.data_key);
+        event.customize_payload(envelope);
+        ev.body = json::serialize(envelope);
+        if (ev.body.size() > options.max_payload_bytes)
+            throw Error(errc::payload_too_large, "The event's payload is " + std::to_string(ev.body.size()) +
+                                                     " bytes; the limit is " +
+                                                     std::to_string(options.max_payload_bytes) + ".");
+        ev.object_ref = opts.object_ref;
+        if (!opts.idempotency_key.empty())
+            ev.idempotency_key = opts.idempotency_key;
+        ev.config_filter = opts.config_filter;
+        ev.created = now;
+        ev.due = now;
+        return ev;
+    }
+
+    // --- one attempt -------------------------------------------------------------------------------
+
+    using AttemptDone = std::function<void(Attempt, HttpResult)>;
+
+    /// Sends one attempt of `delivery` with `http` and reports it; runs on `http`'s executor.
+    void send(std::shared_ptr<const ClaimedDelivery> delivery, HttpClient& http, AttemptTrigger trigger,
+              AttemptDone done)
+    {
+        auth.async_authorization(delivery->hook, http, [self = shared_from_this(), delivery, &http, trigger,
+                                                        done = std::move(done)](std::string authorization,
+                                                                                std::string error) mutable {
+            TimePoint started = Clock::now();
+            unsigned number = delivery->attempt_count + 1;
+            if (!error.empty()) {
+                Attempt attempt;
+                attempt.number = number;
+                attempt.started_at = started;
+                attempt.trigger = trigger;
+                attempt.failure = FailureClass::io;
+                attempt.error = std::move(error);
+                done(std::move(attempt), HttpResult{});
+                return;
+            }
+            HttpRequest request = detail::make_delivery_request(*delivery, unix_seconds(started), authorization);
+            http.async_send(std::move(request), [self, delivery, number, started, trigger,
+                                                 done = std::move(done)](HttpResult result) {
+                Attempt attempt = detail::to_attempt(result, number, started, trigger);
+                if (result.status == 401)
+                    self->auth.invalidate(delivery->hook);
+                done(std::move(attempt), std::move(result));
+            });
+        });
+    }
+
+    /// What to do after `attempt`, as a record for the store.
+    AttemptRecord judge(const ClaimedDelivery& delivery, Attempt attempt, const HttpResult& result)
+    {
+        AttemptRecord record;
+        record.delivery_id = delivery.delivery_id;
+        record.worker = worker;
+        TimePoint now = Clock::now();
+        if (attempt.succeeded()) {
+            record.verdict = AttemptVerdict::delivered;
+            count.delivered++;
+        } else if (attempt.number >= options.max_attempts) {
+            record.verdict = AttemptVerdict::failed;
+            count.failed++;
+            log(LogLevel::warning, "delivery " + std::to_string(delivery.delivery_id) + " to " +
+                                       delivery.hook.target_url + " failed for good after " +
+                                       std::to_string(attempt.number) + " attempts: " + attempt.error);
+        } else {
+            record.verdict = AttemptVerdict::retry;
+            count.retried++;
+            std::chrono::milliseconds wait = countdown_delay(delivery.hook, attempt.number);
+            if (auto asked = detail::retry_after(result, now, options.max_retry_after))
+                wait = std::max<std::chrono::milliseconds>(wait, *asked);
+            record.next_attempt_at = now + wait;
+        }
+        if (result.status == 410)
+            disable_hook(delivery.hook, "The receiver answered 410 Gone.");
+        record.attempt = std::move(attempt);
+        return record;
+    }
+
+    std::chrono::milliseconds countdown_delay(const Hook& hook, unsigned failures) const
+    {
+        try {
+            return countdowns().parse(hook.retry_countdown_config).delay(failures);
+        } catch (const std::exception& e) {
+            log(LogLevel::error, "hook " + std::to_string(hook.id) + " has an unusable countdown (" + e.what() +
+                                     "); retrying in 60 s");
+            return 60s;
+        }
+    }
+
+    void disable_hook(const Hook& hook, const std::string& reason)
+    {
+        try {
+            store.deactivate_hook(hook.id, reason);
+            log(LogLevel::warning, "hook " + std::to_string(hook.id) + " disabled: " + reason);
+        } catch (const std::exception& e) {
+            log(LogLevel::error, "could not disable hook " + std::to_string(hook.id) + ": " + e.what());
+        }
+    }
+
+    /// Runs the hook's callback, if any, off the strand; a throwing callback is only logged.
+    void run_callback(std::shared_ptr<const ClaimedDelivery> delivery, const Attempt& attempt)
+    {
+        if (delivery->hook.callback.empty())
+            return;
+        auto it = callbacks.find(delivery->hook.callback);
+        if (it == callbacks.end()) {
+            log(LogLevel::warning, "hook " + std::to_string(delivery->hook.id) + " names unknown callback \"" +
+                                       delivery->hook.callback + "\"");
+            return;
+        }
+        asio::post(executor, [self = shared_from_this(), delivery, attempt, &callback = it->second] {
+            boost::system::error_code ec;
+            json::value envelope = json::parse(delivery->body, ec);
+            json::value instance;
+            if (!ec && envelope.is_object())
+                if (const json::value* data = envelope.as_object().if_contains(to_string(self->options.data_key)))
+                    instance = *data;
+            try {
+                callback(AttemptReport{delivery->hook, delivery->delivery_id, delivery->event_type, attempt, instance,
+                                       delivery->body});
+            } catch (const std::exception& e) {
+                self->log(LogLevel::error, "callback \"" + delivery->hook.callback + "\" threw: " + e.what());
+            } catch (...) {
+                self->log(LogLevel::error, "callback \"" + delivery->hook.callback + "\" threw");
+            }
+        });
+    }
+
+    // --- the worker loop (strand) ------------------------------------------------------------------
+
+    void pump()
+    {
+        if (!running || stopping || store_backoff.count() > 0)
+            return;
+        if (in_flight.size() >= options.max_in_flight)
+            return; // Completions pump again.
+        std::vector<std::int64_t> skip;
+        for (const auto& [hook, n] : per_hook)
+            if (n >= options.max_connections_per_origin * 2)
+                skip.push_back(hook);
+        ClaimRequest request;
+        request.worker = worker;
+        request.now = Clock::now();
+        request.lease = options.lease;
+        request.limit = std::min(options.claim_batch, options.max_in_flight - in_flight.size());
+        request.skip_hooks = std::move(skip);
+        std::vector<ClaimedDelivery> claimed;
+        std::optional<TimePoint> next;
+        try {
+            claimed = store.claim_due(request);
+            if (claimed.size() < request.limit)
+                next = store.next_due();
+        } catch (const std::exception& e) {
+            store_failed(e);
+            return;
+        }
+        for (ClaimedDelivery& d : claimed)
+            start(std::make_shared<const ClaimedDelivery>(std::move(d)));
+        if (claimed.size() == request.limit) {
+            asio::post(strand, [self = shared_from_this()] { self->pump(); });
+            return;
+        }
+        sleep_until(next);
+    }
+
+    /// Arms the wake-up timer for the next due row (or the idle poll, whichever comes first).
+    void sleep_until(std::optional<TimePoint> next)
+    {
+        auto wait = options.idle_poll;
+        if (next) {
+            auto until_due = std::chrono::duration_cast<std::chrono::milliseconds>(*next - Clock::now());
+            wait = std::clamp(until_due + 1ms, 0ms, wait);
+        }
+        wake_timer.expires_after(wait);
+        wake_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (!ec)
+                self->pump();
+        });
+    }
+
+    void start(std::shared_ptr<const ClaimedDelivery> delivery)
+    {
+        in_flight.emplace(delivery->delivery_id, delivery->hook.id);
+        ++per_hook[delivery->hook.id];
+        count.in_flight++;
+        send(delivery, client, AttemptTrigger::scheduled,
+             [self = shared_from_this(), delivery](Attempt attempt, HttpResult result) {
+                 asio::post(self->strand, [self, delivery, attempt = std::move(attempt),
+                                           result = std::move(result)]() mutable {
+                     self->finished(delivery, std::move(attempt), result);
+                 });
+             });
+    }
+
+    void finished(const std::shared_ptr<const ClaimedDelivery>& delivery, Attempt attempt, const HttpResult& result)
+    {
+        in_flight.erase(delivery->delivery_id);
+        if (auto it = per_hook.find(delivery->hook.id); it != per_hook.end() && --it->second == 0)
+            per_hook.erase(it);
+        count.in_flight--;
+        if (shutting_down && result.failure == FailureClass::io) {
+            // Cut by stop(): not an attempt of the receiver's; the lease is released instead.
+            std::int64_t id = delivery->delivery_id;
+            try {
+                store.release_leases(worker, std::span(&id, 1));
+            } catch (const std::exception& e) {
+                log(LogLevel::warning, std::string("could not release a lease: ") + e.what());
+            }
+        } else {
+            run_callback(delivery, attempt);
+            pending_records.push_back(judge(*delivery, std::move(attempt), result));
+        }
+        post_flush();
+    }
+
+    void post_flush()
+    {
+        if (flush_posted)
+            return;
+        flush_posted = true;
+        asio::post(strand, [self = shared_from_this()] {
+            self->flush_posted = false;
+            self->flush();
+        });
+    }
+
+    /// Records every finished attempt in one transaction, then looks for more work.
+    void flush()
+    {
+        if (!pending_records.empty()) {
+            try {
+                store.record_attempts(pending_records);
+                pending_records.clear();
+                store_backoff = 0ms;
+            } catch (const std::exception& e) {
+                store_failed(e);
+                return;
+            }
+        }
+        if (stopping) {
+            if (in_flight.empty())
+                finish_stop();
+            return;
+        }
+        pump();
+    }
+
+    /// The store refused: log, keep what is pending, and try again with growing pauses.
+    void store_failed(const std::exception& e)
+    {
+        store_backoff = std::clamp(store_backoff * 2, 100ms, 5000ms);
+        log(LogLevel::error, std::string("store failure, retrying in ") + std::to_string(store_backoff.count()) +
+                                 " ms: " + e.what());
+        wake_timer.expires_after(store_backoff);
+        wake_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec)
+                return;
+            auto saved = self->store_backoff;
+            self->store_backoff = 0ms;
+            if (!self->pending_records.empty()) {
+                try {
+                    self->store.record_attempts(self->pending_records);
+                    self->pending_records.clear();
+                } catch (const std::exception& again) {
+                    self->store_backoff = saved;
+                    self->store_failed(again);
+                    return;
+                }
+            }
+            if (self->stopping) {
+                if (self->in_flight.empty())
+                    self->finish_stop();
+                return;
+            }
+            self->pump();
+        });
+    }
+
+    void renew()
+    {
+        renew_timer.expires_after(options.lease / 3);
+        renew_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec || !self->running)
+                return;
+            if (!self->in_flight.empty()) {
+                std::vector<std::int64_t> ids;
+                ids.reserve(self->in_flight.size());
+                for (const auto& entry : self->in_flight)
+                    ids.push_back(entry.first);
+                try {
+                    self->store.renew_leases(self->worker, ids, Clock::now() + self->options.lease);
+                } catch (const std::exception& e) {
+                    self->log(LogLevel::warning, std::string("could not renew leases: ") + e.what());
+                }
+            }
+            self->renew();
+        });
+    }
+
+    // --- stopping (strand) ---------------------------------------------------------------------------
+
+    void begin_stop(std::chrono::milliseconds deadline, std::shared_ptr<std::promise<void>> done)
+    {
+        stopped = std::move(done);
+        if (stopping && !running) {
+            stopped->set_value();
+            return;
+        }
+        stopping = true;
+        wake_timer.cancel();
+        if (in_flight.empty()) {
+            flush();
+            if (in_flight.empty() && stopped)
+                finish_stop();
+            return;
+        }
+        stop_timer.expires_after(deadline);
+        stop_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec)
+                return;
+            self->shutting_down = true;
+            self->client.shutdown();
+        });
+    }
+
+    void finish_stop()
+    {
+        if (!stopped)
+            return;
+        if (!pending_records.empty()) {
+            try {
+                store.record_attempts(pending_records);
+                pending_records.clear();
+            } catch (const std::exception& e) {
+                log(LogLevel::error, std::string("outcomes not recorded at stop (their deliveries will be sent "
+                                                 "again once their leases run out): ") + e.what());
+            }
+        }
+        running = false;
+        stop_timer.cancel();
+        renew_timer.cancel();
+        wake_timer.cancel();
+        std::exchange(stopped, nullptr)->set_value();
+    }
+
+    // --- synchronous attempts, in the caller's thread ---------------------------------------------
+
+    std::shared_ptr<const ClaimedDelivery> load(std::int64_t delivery_id)
+    {
+        auto delivery = store.find_delivery(delivery_id);
+        if (!delivery)
+            throw WebhookEventDoesNotExist("Webhook event " + std::to_string(delivery_id) + " does not exist.");
+        auto hook = store.find_hook(delivery->hook_id);
+        if (!hook)
+            throw WebhookDoesNotExist("Webhook " + std::to_string(delivery->hook_id) + " does not exist.");
+        auto claimed = std::make_shared<ClaimedDelivery>();
+        claimed->delivery_id = delivery->id;
+        claimed->event_uuid = delivery->event_uuid;
+        claimed->event_type = delivery->event_type;
+        claimed->body = std::move(delivery->request_body);
+        claimed->attempt_count = delivery->attempt_count;
+        claimed->hook = std::move(*hook);
+        claimed->created = delivery->created;
+        return claimed;
+    }
+
+    /// How long a delivery attempted in the caller's thread is kept from the workers.
+    std::chrono::milliseconds sync_hold() const
+    {
+        return options.connect_timeout + options.request_timeout + options.lease;
+    }
+
+    /// Attempts every delivery at once on a private io_context in the calling thread, records
+    /// the outcomes, and returns them.
+    std::vector<HookResult> attempt_now(const std::vector<std::shared_ptr<const ClaimedDelivery>>& deliveries,
+                                        AttemptTrigger trigger)
+    {
+        asio::io_context io;
+        HttpClient http(io.get_executor(), client_options(options));
+        std::vector<HookResult> results(deliveries.size());
+        std::vector<AttemptRecord> records(deliveries.size());
+        for (std::size_t i = 0; i < deliveries.size(); ++i) {
+            send(deliveries[i], http, trigger, [this, i, &results, &records, d = deliveries[i]](Attempt attempt,
+                                                                                               HttpResult result) {
+                results[i] = HookResult{d->hook.id, d->delivery_id, attempt};
+                run_callback(d, attempt);
+                records[i] = judge(*d, std::move(attempt), result);
+            });
+        }
+        io.run();
+        store.record_attempts(records);
+        return results;
+    }
+};
+
+Dispatcher::Dispatcher(asio::any_io_executor executor, const Registry& registry, SubscriptionStore& store,
+                       DispatcherOptions options)
+    : impl_(std::make_shared<Impl>(executor, registry, store, std::move(options))), executor_(executor)
+{
+}
+
+Dispatcher::~Dispatcher()
+{
+    try {
+        stop();
+    } catch (...) {
+    }
+}
+
+void Dispatcher::start()
+{
+    impl_->accepting = true;
+    asio::post(impl_->strand, [self = impl_] {
+        if (self->running)
+            return;
+        self->running = true;
+        self->stopping = false;
+        self->shutting_down = false;
+        self->log(LogLevel::info, "dispatcher " + self->worker + " started");
+        self->renew();
+        self->pump();
+    });
+}
+
+void Dispatcher::stop(std::chrono::milliseconds deadline)
+{
+    auto done = std::make_shared<std::promise<void>>();
+    auto future = done->get_future();
+    asio::post(impl_->strand, [self = impl_, deadline, done] {
+        if (!self->running) {
+            done->set_value();
+            return;
+        }
+        self->begin_stop(deadline, done);
+    });
+    // If the executor no longer runs, nothing more happens anyway: leases run out and the next
+    // dispatcher takes over.
+    if (future.wait_for(deadline + 5s) != std::future_status::ready)
+        impl_->log(LogLevel::warning, "stop: the executor did not finish in time");
+}
+
+void Dispatcher::register_callback(std::string name, HookCallback callback)
+{
+    impl_->callback_names.insert(name);
+    impl_->callbacks[std::move(name)] = std::move(callback);
+}
+
+const std::set<std::string, std::less<>>& Dispatcher::callback_names() const noexcept
+{
+    return impl_->callback_names;
+}
+
+DispatcherCounters Dispatcher::counters() const noexcept
+{
+    const auto& c = impl_->count;
+    return {c.queued.load(), c.in_flight.load(), c.delivered.load(), c.failed.load(), c.retried.load()};
+}
+
+const Registry& Dispatcher::registry() const noexcept { return impl_->registry; }
+SubscriptionStore& Dispatcher::store() noexcept { return impl_->store; }
+const DispatcherOptions& Dispatcher::options() const noexcept { return impl_->options; }
+
+namespace {
+
+/// Checks that `delivery` may be sent again now.
+void check_resendable(const Delivery& delivery, bool force)
+{
+    if (force)
+        return;
+    if (delivery.state == DeliveryState::delivered)
+        throw EventAlreadyDelivered("Event " + delivery.event_uuid + " is already delivered to hook " +
+                                    std::to_string(delivery.hook_id) + ".");
+    if (delivery.state == DeliveryState::pending && delivery.attempt_count > 0)
+        throw EventStillRetrying("Event " + delivery.event_uuid + " is still in retry process for hook " +
+                                 std::to_string(delivery.hook_id) + ".");
+}
+
+} // namespace
+
+DeliverResult Dispatcher::deliver_data(json::value data, std::string_view event_type, const DeliverOptions& options)
+{
+    Impl& impl = *impl_;
+    DeliverResult result;
+    TimePoint now = Clock::now();
+
+    if (!options.event_uuid.empty()) {
+        auto deliveries = impl.store.deliveries_of_event(options.event_uuid);
+        if (deliveries.empty())
+            throw WebhookEventDoesNotExist("Event " + options.event_uuid + " does not exist.");
+        for (const Delivery& d : deliveries)
+            check_resendable(d, options.force);
+        result.event_uuid = options.event_uuid;
+        result.hook_count = deliveries.size();
+        TimePoint due = options.sync ? now + impl.sync_hold() : now;
+        for (const Delivery& d : deliveries)
+            impl.store.requeue(d.id, due);
+        if (options.sync) {
+            std::vector<std::shared_ptr<const ClaimedDelivery>> loaded;
+            for (const Delivery& d : deliveries)
+                loaded.push_back(impl.load(d.id));
+            result.results = impl.attempt_now(loaded, AttemptTrigger::manual);
+        }
+        impl.wake();
+        return result;
+    }
+
+    NewEvent ev = impl.make_event(std::move(data), event_type, options, now);
+    if (options.sync)
+        ev.due = now + impl.sync_hold();
+
+    EnqueuedEvent written = impl.commits.commit(std::move(ev));
+    result.event_uuid = written.uuid;
+    result.duplicate = written.duplicate;
+    result.hook_count = written.delivery_ids.size();
+    impl.count.queued += written.delivery_ids.size();
+    if (written.delivery_ids.empty())
+        return result;
+    if (options.sync) {
+        std::vector<std::shared_ptr<const ClaimedDelivery>> loaded;
+        for (std::int64_t id : written.delivery_ids)
+            loaded.push_back(impl.load(id));
+        result.results = impl.attempt_now(loaded, AttemptTrigger::scheduled);
+        impl.wake(); // Failed ones are due again by their countdown.
+        return result;
+    }
+    impl.wake();
+    return result;
+}
+
+void Dispatcher::async_deliver_data(json::value data, std::string_view event_type, DeliverOptions options,
+                                    std::function<void(std::error_code, DeliverResult)> handler)
+{
+    auto complete_with_error = [&](const Error& e) {
+        asio::post(impl_->executor, [handler, ec = e.error_code()] { handler(ec, DeliverResult{}); });
+    };
+    if (options.sync || !options.event_uuid.empty()) {
+        // Re-sends and sync attempts touch the store and the network: run them on the executor.
+        asio::post(impl_->executor, [this, data = std::move(data), type = std::string(event_type),
+                                     options = std::move(options), handler = std::move(handler)]() mutable {
+            options.sync = false;
+            try {
+                handler({}, deliver_data(std::move(data), type, options));
+            } catch (const Error& e) {
+                handler(e.error_code(), DeliverResult{});
+            }
+        });
+        return;
+    }
+    NewEvent ev;
+    try {
+        ev = impl_->make_event(std::move(data), event_type, options, Clock::now());
+    } catch (const Error& e) {
+        complete_with_error(e);
+        return;
+    }
+    impl_->commits.commit_async(std::move(ev), [self = impl_, handler = std::move(handler)](
+                                                   std::exception_ptr error, EnqueuedEvent written) {
+        std::error_code ec;
+        DeliverResult result;
+        if (error) {
+            try {
+                std::rethrow_exception(error);
+            } catch (const Error& e) {
+                ec = e.error_code();
+            } catch (...) {
+                ec = make_error_code(errc::store_failure);
+            }
+        } else {
+            result.event_uuid = written.uuid;
+            result.duplicate = written.duplicate;
+            result.hook_count = written.delivery_ids.size();
+            self->count.queued += written.delivery_ids.size();
+            if (!written.delivery_ids.empty())
+                self->wake();
+        }
+        asio::post(self->executor, [handler, ec, result = std::move(result)]() mutable { handler(ec, std::move(result)); });
+    });
+}
+
+HookResult Dispatcher::retry_delivery(std::int64_t delivery_id, bool force)
+{
+    auto delivery = impl_->store.find_delivery(delivery_id);
+    if (!delivery)
+        throw WebhookEventDoesNotExist("Webhook event " + std::to_string(delivery_id) + " does not exist.");
+    check_resendable(*delivery, force);
+    impl_->store.requeue(delivery_id, Clock::now() + impl_->sync_hold());
+    auto results = impl_->attempt_now({impl_->load(delivery_id)}, AttemptTrigger::manual);
+    impl_->wake();
+    return results.front();
+}
+
+void Dispatcher::async_retry_delivery(std::int64_t delivery_id, bool force, std::function<void(HookResult)> handler)
+{
+    auto delivery = impl_->store.find_delivery(delivery_id);
+    if (!delivery)
+        throw WebhookEventDoesNotExist("Webhook event " + std::to_string(delivery_id) + " does not exist.");
+    check_resendable(*delivery, force);
+    impl_->store.requeue(delivery_id, Clock::now() + impl_->sync_hold());
+    auto claimed = impl_->load(delivery_id);
+    impl_->send(claimed, impl_->client, AttemptTrigger::manual,
+                [self = impl_, claimed, handler = std::move(handler)](Attempt attempt, HttpResult result) {
+                    HookResult hook_result{claimed->hook.id, claimed->delivery_id, attempt};
+                    self->run_callback(claimed, attempt);
+                    asio::post(self->strand, [self, claimed, attempt = std::move(attempt), result = std::move(result)]() mutable {
+                        self->pending_records.push_back(self->judge(*claimed, std::move(attempt), result));
+                        self->post_flush();
+                    });
+                    handler(std::move(hook_result));
+                });
+}
+
+// --- the default dispatcher -------------------------------------------------------------------------
+
+namespace {
+std::atomic<Dispatcher*> default_instance{nullptr};
+}
+
+void set_default_dispatcher(Dispatcher* dispatcher) noexcept
+{
+    default_instance.store(dispatcher);
+}
+
+Dispatcher& default_dispatcher()
+{
+    Dispatcher* d = default_instance.load();
+    if (d == nullptr)
+        throw Error(errc::no_default_dispatcher,
+                    "whisperer::deliver_event needs a default dispatcher: call whisperer::set_default_dispatcher first.");
+    return *d;
+}
+
+} // namespace whisperer

@@ -1,0 +1,92 @@
+#include "detail/group_commit.hpp"
+
+#include <memory>
+
+namespace whisperer::detail {
+
+GroupCommit::GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch)
+    : store_(store), spawn_(std::move(spawn)), max_batch_(max_batch)
+{
+}
+
+EnqueuedEvent GroupCommit::commit(NewEvent event)
+{
+    Request request{std::move(event), {}, false, nullptr, {}};
+    std::unique_lock lock(mutex_);
+    queue_.push_back(&request);
+    if (!leading_)
+        lead(lock);
+    committed_.wait(lock, [&] { return request.finished; });
+    if (request.error)
+        std::rethrow_exception(request.error);
+    return std::move(request.result);
+}
+
+void GroupCommit::commit_async(NewEvent event, Completion done)
+{
+    auto* request = new Request{std::move(event), std::move(done), false, nullptr, {}};
+    std::unique_lock lock(mutex_);
+    queue_.push_back(request);
+    if (leading_ || spawn_pending_)
+        return; // A leader is at work or on its way and will take this request too.
+    spawn_pending_ = true;
+    lock.unlock();
+    spawn_([this] {
+        std::unique_lock inner(mutex_);
+        spawn_pending_ = false;
+        if (!leading_)
+            lead(inner);
+    });
+}
+
+void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
+{
+    leading_ = true;
+    while (!queue_.empty()) {
+        std::vector<Request*> batch;
+        if (queue_.size() <= max_batch_) {
+            batch.swap(queue_);
+        } else {
+            batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(max_batch_));
+            queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(max_batch_));
+        }
+        lock.unlock();
+
+        std::vector<NewEvent> events;
+        events.reserve(batch.size());
+        for (Request* r : batch)
+            events.push_back(std::move(r->event));
+        std::exception_ptr error;
+        std::vector<EnqueuedEvent> results;
+        try {
+            results = store_.enqueue_events(events);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        // Waiting callers are handed their results under the lock; async ones are completed
+        // (and freed) outside it, since their completions may take time.
+        std::vector<std::unique_ptr<Request>> finished_async;
+        std::vector<EnqueuedEvent> async_results;
+        lock.lock();
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            Request* r = batch[i];
+            EnqueuedEvent result = error ? EnqueuedEvent{} : std::move(results[i]);
+            if (r->done) {
+                finished_async.emplace_back(r);
+                async_results.push_back(std::move(result));
+                continue;
+            }
+            r->error = error;
+            r->result = std::move(result);
+            r->finished = true;
+        }
+        committed_.notify_all();
+        lock.unlock();
+        for (std::size_t i = 0; i < finished_async.size(); ++i)
+            finished_async[i]->done(error, std::move(async_results[i]));
+        lock.lock();
+    }
+    leading_ = false;
+}
+
+} // namespace whisperer::detail

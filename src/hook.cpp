@@ -1,0 +1,182 @@
+#include <whisperer/error.hpp>
+#include <whisperer/event.hpp>
+#include <whisperer/hook.hpp>
+#include <whisperer/registry.hpp>
+#include <whisperer/retry_countdown.hpp>
+
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <array>
+
+namespace whisperer {
+
+namespace {
+
+namespace json = boost::json;
+
+bool iequals(std::string_view a, std::string_view b) noexcept
+{
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) noexcept
+{
+    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+/// RFC 9110 token characters, what a header name may consist of.
+bool is_token(std::string_view s) noexcept
+{
+    static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || extra.find(c) != std::string_view::npos;
+    });
+}
+
+bool has_control_chars(std::string_view s) noexcept
+{
+    return std::any_of(s.begin(), s.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return (u < 0x20 && c != '\t') || u == 0x7f;
+    });
+}
+
+void validate_http_url(std::string_view url, std::string_view field, std::size_t max_length)
+{
+    if (url.empty())
+        throw ValidationError(std::string(field), std::string(field) + " is required.");
+    if (url.size() > max_length)
+        throw ValidationError(std::string(field), std::string(field) + " may have at most " +
+                                                      std::to_string(max_length) + " characters.");
+    auto parsed = boost::urls::parse_absolute_uri(url);
+    if (!parsed)
+        throw ValidationError(std::string(field), "Enter a valid URL: " + std::string(field) +
+                                                      " must be an absolute http or https URL.");
+    auto scheme = parsed->scheme_id();
+    if (scheme != boost::urls::scheme::http && scheme != boost::urls::scheme::https)
+        throw ValidationError(std::string(field), std::string(field) + " must use http or https.");
+    if (parsed->encoded_host().empty())
+        throw ValidationError(std::string(field), std::string(field) + " must name a host.");
+    if (parsed->has_userinfo())
+        throw ValidationError(std::string(field),
+                              std::string(field) + " may not carry credentials; use config.auth.");
+}
+
+void require_string(const json::object& o, std::string_view key, const std::string& field, bool required)
+{
+    const json::value* v = o.if_contains(key);
+    if (v == nullptr) {
+        if (required)
+            throw ValidationError(field + "." + std::string(key), std::string(key) + " is required.");
+        return;
+    }
+    if (!v->is_string() || (required && v->as_string().empty()))
+        throw ValidationError(field + "." + std::string(key), std::string(key) + " must be a non-empty string.");
+    if (has_control_chars(v->as_string()))
+        throw ValidationError(field + "." + std::string(key), std::string(key) + " may not contain control characters.");
+}
+
+void validate_auth(const json::value& auth, std::size_t max_url_length)
+{
+    const std::string field = "config.auth";
+    const json::object* o = auth.if_object();
+    if (o == nullptr)
+        throw ValidationError(field, "config.auth must be an object.");
+    const json::value* type = o->if_contains("auth_type");
+    if (type == nullptr || !type->is_string())
+        throw ValidationError(field + ".auth_type", "auth_type is required: \"basic\" or \"token\".");
+    if (type->as_string() == "basic") {
+        require_string(*o, "username", field, true);
+        require_string(*o, "password", field, false);
+    } else if (type->as_string() == "token") {
+        const json::value* url = o->if_contains("url");
+        if (url == nullptr || !url->is_string())
+            throw ValidationError(field + ".url", "url of the login endpoint is required.");
+        validate_http_url(url->as_string(), field + ".url", max_url_length);
+        require_string(*o, "username", field, true);
+        require_string(*o, "password", field, false);
+        for (std::string_view key : {"username_field", "password_field", "token_key"})
+            require_string(*o, key, field, false);
+        require_string(*o, "header_format", field, false);
+        if (const json::value* format = o->if_contains("header_format"))
+            if (std::string_view(format->as_string()).find("{}") == std::string_view::npos)
+                throw ValidationError(field + ".header_format", "header_format must contain \"{}\".");
+    } else {
+        throw ValidationError(field + ".auth_type", "\"" + std::string(type->as_string()) +
+                                                        "\" is not a valid auth_type (basic, token).");
+    }
+}
+
+void validate_headers(const Hook& hook, const HookRules& rules)
+{
+    const json::object& headers = hook.additional_headers;
+    if (headers.size() > rules.max_additional_headers)
+        throw ValidationError("additional_headers", "additional_headers may hold at most " +
+                                                        std::to_string(rules.max_additional_headers) + " headers.");
+    bool has_auth = hook.config.contains("auth");
+    for (const auto& entry : headers) {
+        std::string field = "additional_headers." + std::string(entry.key());
+        if (!is_token(entry.key()))
+            throw ValidationError(field, "Header name \"" + std::string(entry.key()) + "\" is not a valid token.");
+        if (is_reserved_header(entry.key()) || (has_auth && iequals(entry.key(), "authorization")))
+            throw ValidationError(field, "Header \"" + std::string(entry.key()) +
+                                             "\" is set by whisperer and may not be overridden.");
+        if (!entry.value().is_string())
+            throw ValidationError(field, "Header values must be strings.");
+        std::string_view value = entry.value().as_string();
+        if (value.size() > rules.max_header_value_length)
+            throw ValidationError(field, "Header value is longer than " +
+                                             std::to_string(rules.max_header_value_length) + " characters.");
+        if (has_control_chars(value))
+            throw ValidationError(field, "Header values may not contain CR, LF or other control characters.");
+    }
+}
+
+} // namespace
+
+bool is_reserved_header(std::string_view name) noexcept
+{
+    static constexpr std::array<std::string_view, 10> exact = {
+        "content-type", "content-length", "content-encoding", "transfer-encoding", "host",
+        "user-agent",   "connection",     "keep-alive",       "te",                "upgrade"};
+    for (std::string_view reserved : exact)
+        if (iequals(name, reserved))
+            return true;
+    return starts_with_ci(name, "x-whisperer-") || starts_with_ci(name, "webhook-");
+}
+
+std::string mask_secret(std::string_view secret)
+{
+    if (secret.empty())
+        return {};
+    if (secret.size() <= 8)
+        return "****";
+    return "****" + std::string(secret.substr(secret.size() - 4));
+}
+
+void validate_hook(const Hook& hook, const HookRules& rules)
+{
+    validate_http_url(hook.target_url, "target_url", rules.max_url_length);
+    validate_event_type(hook.event_type);
+    if (rules.registry != nullptr && !rules.registry->contains(hook.event_type))
+        throw ValidationError("event_type", "\"" + hook.event_type + "\" is not a valid choice.");
+    if (hook.owner.empty())
+        throw ValidationError("owner", "owner is required.");
+    if (hook.secret_key.size() > rules.max_secret_length)
+        throw ValidationError("secret_key", "secret_key may have at most " +
+                                                std::to_string(rules.max_secret_length) + " characters.");
+    if (has_control_chars(hook.secret_key))
+        throw ValidationError("secret_key", "secret_key may not contain control characters.");
+    static const CountdownRegistry builtin;
+    (rules.countdowns ? *rules.countdowns : builtin).parse(hook.retry_countdown_config);
+    if (!hook.callback.empty() && (rules.callbacks == nullptr || !rules.callbacks->contains(hook.callback)))
+        throw ValidationError("callback", "\"" + hook.callback + "\" is not a registered callback.");
+    validate_headers(hook, rules);
+    if (const json::value* auth = hook.config.if_contains("auth"))
+        validate_auth(*auth, rules.max_url_length);
+}
+
+} // namespace whisperer

@@ -1,0 +1,100 @@
+#include <whisperer/signature.hpp>
+
+#include "detail/base64.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <stdexcept>
+
+namespace whisperer {
+
+namespace {
+
+constexpr std::string_view standard_prefix = "whsec_";
+
+std::string hmac_sha256(std::string_view key, std::string_view message)
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+             reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length) == nullptr)
+        throw std::runtime_error("whisperer: HMAC-SHA256 failed");
+    return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+std::string to_hex(std::string_view bytes)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out(bytes.size() * 2, '0');
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        auto b = static_cast<unsigned char>(bytes[i]);
+        out[2 * i] = hex[b >> 4];
+        out[2 * i + 1] = hex[b & 0x0f];
+    }
+    return out;
+}
+
+} // namespace
+
+std::string standard_signing_key(std::string_view secret)
+{
+    if (secret.starts_with(standard_prefix))
+        if (auto decoded = detail::base64_decode(secret.substr(standard_prefix.size())))
+            return *decoded;
+    return std::string(secret);
+}
+
+std::string whisperer_signature(std::string_view secret, std::string_view body)
+{
+    return "sha256=" + to_hex(hmac_sha256(secret, body));
+}
+
+std::string standard_signature(std::string_view secret, std::string_view webhook_id, std::int64_t timestamp,
+                               std::string_view body)
+{
+    std::string content;
+    content.reserve(webhook_id.size() + body.size() + 24);
+    content.append(webhook_id).append(".").append(std::to_string(timestamp)).append(".").append(body);
+    return "v1," + detail::base64_encode(hmac_sha256(standard_signing_key(secret), content));
+}
+
+std::string standard_signature_header(std::span<const std::string> secrets, std::string_view webhook_id,
+                                      std::int64_t timestamp, std::string_view body)
+{
+    std::string header;
+    for (const std::string& secret : secrets) {
+        if (!header.empty())
+            header += ' ';
+        header += standard_signature(secret, webhook_id, timestamp, body);
+    }
+    return header;
+}
+
+std::string generate_secret()
+{
+    unsigned char bytes[32];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        throw std::runtime_error("whisperer: the system's random generator failed");
+    return std::string(standard_prefix) +
+           detail::base64_encode(std::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
+}
+
+std::string sha256_hex(std::string_view data)
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+    return to_hex(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) noexcept
+{
+    if (a.size() != b.size())
+        return false;
+    return a.empty() || CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+} // namespace whisperer
