@@ -490,6 +490,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             }
         }
         running = false;
+        client.shutdown(); // Closes the idle keep-alive connections.
         stop_timer.cancel();
         renew_timer.cancel();
         wake_timer.cancel();
@@ -681,10 +682,12 @@ DeliverResult Dispatcher::deliver_data(json::value data, std::string_view event_
 }
 
 void Dispatcher::async_deliver_data(json::value data, std::string_view event_type, DeliverOptions options,
-                                    std::function<void(std::error_code, DeliverResult)> handler)
+                                    std::function<void(boost::system::error_code, DeliverResult)> handler)
 {
     auto complete_with_error = [&](const Error& e) {
-        asio::post(impl_->executor, [handler, ec = e.error_code()] { handler(ec, DeliverResult{}); });
+        asio::post(impl_->executor, [handler, ec = boost::system::error_code(e.error_code())] {
+            handler(ec, DeliverResult{});
+        });
     };
     if (options.sync || !options.event_uuid.empty()) {
         // Re-sends and sync attempts touch the store and the network: run them on the executor.
@@ -694,7 +697,7 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
             try {
                 handler({}, deliver_data(std::move(data), type, options));
             } catch (const Error& e) {
-                handler(e.error_code(), DeliverResult{});
+                handler(boost::system::error_code(e.error_code()), DeliverResult{});
             }
         });
         return;
@@ -708,7 +711,7 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
     }
     impl_->commits.commit_async(std::move(ev), [self = impl_, handler = std::move(handler)](
                                                    std::exception_ptr error, EnqueuedEvent written) {
-        std::error_code ec;
+        boost::system::error_code ec;
         DeliverResult result;
         if (error) {
             try {
@@ -716,7 +719,7 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
             } catch (const Error& e) {
                 ec = e.error_code();
             } catch (...) {
-                ec = make_error_code(errc::store_failure);
+                ec = std::error_code(make_error_code(errc::store_failure));
             }
         } else {
             result.event_uuid = written.uuid;

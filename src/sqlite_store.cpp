@@ -661,7 +661,8 @@ std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
             " JOIN hooks h ON h.id = o.hook_id"
             " WHERE o.due_at <= :now AND (o.lease_expires IS NULL OR o.lease_expires <= :now)"
             " AND h.is_active = 1 AND o.hook_id NOT IN (SELECT value FROM json_each(:skip_hooks))"
-            " ORDER BY o.due_at, o.delivery_id LIMIT :limit";
+            // due_at alone: a tie-breaker the index does not hold would sort every equally due row.
+            " ORDER BY o.due_at LIMIT :limit";
         std::vector<ClaimedDelivery> claimed;
         {
             auto select = impl_->statement(sql);
@@ -757,19 +758,20 @@ void SqliteStore::Impl::remove_from_outbox(std::int64_t delivery_id)
 
 void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
 {
-    std::optional<std::string> lease_owner;
+    // The verdict applies when this worker holds the lease, or when nobody does (an attempt made
+    // outside the workers: a synchronous delivery or a manual retry).
+    bool lease_held = false;
     {
-        auto lookup = statement("SELECT o.lease_owner FROM deliveries d "
+        auto lookup = statement("SELECT o.delivery_id IS NOT NULL, o.lease_owner FROM deliveries d "
                                 "LEFT JOIN outbox o ON o.delivery_id = d.id WHERE d.id = :id");
         lookup->bind(":id", record.delivery_id);
         // A delivery removed by retention has nowhere to keep the attempt; failing the whole
         // batch for it would lose the others' outcomes.
         if (!lookup->executeStep())
             return;
-        if (!lookup->isColumnNull(0))
-            lease_owner = lookup->getColumn(0).getString();
+        const bool queued = lookup->getColumn(0).getInt() != 0;
+        lease_held = queued && (lookup->isColumnNull(1) || lookup->getColumn(1).getString() == record.worker);
     }
-    const bool lease_held = lease_owner == record.worker;
 
     const Attempt& attempt = record.attempt;
     auto insert = statement(

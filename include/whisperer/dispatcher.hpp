@@ -102,7 +102,7 @@ public:
     }
 
     /// Like `deliver_event`, but returns at once and completes `token` with
-    /// `void(std::error_code, DeliverResult)` once the event is durable. Sync mode is not
+    /// `void(boost::system::error_code, DeliverResult)` once the event is durable. Sync mode is not
     /// available here. Serialisation happens in the caller.
     template <class T, class CompletionToken>
     auto async_deliver_event(const T& instance, std::string_view event_type, DeliverOptions options,
@@ -150,7 +150,7 @@ public:
 
     /// `async_deliver_event` for data already serialised; `handler` runs on the executor.
     void async_deliver_data(boost::json::value data, std::string_view event_type, DeliverOptions options,
-                            std::function<void(std::error_code, DeliverResult)> handler);
+                            std::function<void(boost::system::error_code, DeliverResult)> handler);
 
 private:
     struct Impl;

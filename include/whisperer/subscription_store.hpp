@@ -183,7 +183,8 @@ public:
     virtual void release_leases(const std::string& worker,
                                 std::span<const std::int64_t> delivery_ids) = 0;
     /// Records attempts and applies their verdicts, all in one transaction. A `retry` or
-    /// `failed` verdict from a worker that lost its lease records the attempt only.
+    /// `failed` verdict applies when `worker` holds the lease or nobody does (attempts made outside
+    /// the workers); from a worker that lost its lease to another it records the attempt only.
     virtual void record_attempts(std::span<const AttemptRecord> records) = 0;
     /// When the next outbox row becomes claimable (due, or its lease expires); nullopt when empty.
     virtual std::optional<TimePoint> next_due() = 0;
