@@ -760,7 +760,7 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
 {
     // The verdict applies when this worker holds the lease, or when nobody does (an attempt made
     // outside the workers: a synchronous delivery or a manual retry).
-    bool lease_held = false;
+    bool verdict_applies = false;
     {
         auto lookup = statement("SELECT o.delivery_id IS NOT NULL, o.lease_owner FROM deliveries d "
                                 "LEFT JOIN outbox o ON o.delivery_id = d.id WHERE d.id = :id");
@@ -770,7 +770,8 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
         if (!lookup->executeStep())
             return;
         const bool queued = lookup->getColumn(0).getInt() != 0;
-        lease_held = queued && (lookup->isColumnNull(1) || lookup->getColumn(1).getString() == record.worker);
+        verdict_applies =
+            queued && (lookup->isColumnNull(1) || lookup->getColumn(1).getString() == record.worker);
     }
 
     const Attempt& attempt = record.attempt;
@@ -796,7 +797,7 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
         remove_from_outbox(record.delivery_id);
         break;
     case AttemptVerdict::retry: {
-        if (!lease_held)
+        if (!verdict_applies)
             break;
         const TimePoint due = record.next_attempt_at.value_or(now);
         update_delivery(record, DeliveryState::pending, due, now);
@@ -808,7 +809,7 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
         break;
     }
     case AttemptVerdict::failed:
-        if (!lease_held)
+        if (!verdict_applies)
             break;
         update_delivery(record, DeliveryState::failed, std::nullopt, now);
         remove_from_outbox(record.delivery_id);

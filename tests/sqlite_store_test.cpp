@@ -1,0 +1,310 @@
+// What SqliteStore does beyond the conformance suite: the file, its versions, several connections.
+
+#include <whisperer/error.hpp>
+#include <whisperer/sqlite_store.hpp>
+
+#include "catch.hpp"
+#include "store_samples.hpp"
+#include "temp_dir.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <set>
+#include <thread>
+
+// GCC before 14 warns about every member a designated initializer leaves to its default, which is
+// the point of writing queries as `{.owner = "alice"}`.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 14
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#endif
+
+using namespace whisperer;
+using namespace whisperer::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Offsets of fields in the 100-byte header of every SQLite file (big-endian integers).
+constexpr std::size_t write_version_offset = 18; // 2 in WAL mode
+constexpr std::size_t user_version_offset = 60;
+constexpr std::size_t application_id_offset = 68;
+
+std::string file_bytes(const std::string& path)
+{
+    std::ifstream file{path, std::ios::binary};
+    return {std::istreambuf_iterator<char>{file}, std::istreambuf_iterator<char>{}};
+}
+
+std::uint32_t header_field(const std::string& path, std::size_t offset)
+{
+    const std::string bytes = file_bytes(path);
+    REQUIRE(bytes.size() >= 100);
+    std::uint32_t value = 0;
+    for (std::size_t i = 0; i < 4; ++i)
+        value = value << 8 | static_cast<unsigned char>(bytes[offset + i]);
+    return value;
+}
+
+/// Overwrites a header field of a closed database file.
+void set_header_field(const std::string& path, std::size_t offset, std::uint32_t value)
+{
+    std::fstream file{path, std::ios::binary | std::ios::in | std::ios::out};
+    file.seekp(static_cast<std::streamoff>(offset));
+    for (int shift = 24; shift >= 0; shift -= 8)
+        file.put(static_cast<char>(value >> shift & 0xFF));
+    REQUIRE(file.good());
+}
+
+/// A closed whisperer database file holding one hook.
+std::string closed_database(const TempDir& dir)
+{
+    const std::string path = dir.file("whisperer.db");
+    SqliteStore store{path};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    return path;
+}
+
+/// Runs `body` on `count` threads and rethrows the first exception any of them threw.
+template <class Body>
+void run_threads(int count, Body body)
+{
+    std::mutex failure_mutex;
+    std::exception_ptr failure;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < count; ++i)
+        threads.emplace_back([&, i] {
+            try {
+                body(i);
+            } catch (...) {
+                std::lock_guard lock{failure_mutex};
+                failure = failure ? failure : std::current_exception();
+            }
+        });
+    for (auto& thread : threads)
+        thread.join();
+    if (failure)
+        std::rethrow_exception(failure);
+}
+
+/// Claims and delivers until the outbox is empty and `producing` has become false.
+std::vector<std::int64_t> drain(SubscriptionStore& store, const std::string& worker,
+                                const std::atomic<bool>& producing)
+{
+    std::vector<std::int64_t> claimed_ids;
+    for (;;) {
+        // Read before claiming: an empty claim after production ended means nothing is left.
+        const bool more_may_come = producing.load();
+        const auto claimed = store.claim_due(claim_by(worker, t0 + 1h, 7));
+        if (claimed.empty() && !more_may_come)
+            return claimed_ids;
+        std::vector<AttemptRecord> reports;
+        for (const ClaimedDelivery& delivery : claimed) {
+            claimed_ids.push_back(delivery.delivery_id);
+            reports.push_back(attempt_report(delivery.delivery_id, worker, delivery.attempt_count + 1,
+                                             AttemptVerdict::delivered, 200));
+        }
+        store.record_attempts(reports);
+    }
+}
+
+void enqueue_batches(SubscriptionStore& store, int batches)
+{
+    for (int batch = 0; batch < batches; ++batch) {
+        std::vector<NewEvent> events;
+        for (int i = 0; i < 10; ++i)
+            events.push_back(sample_event());
+        store.enqueue_events(events);
+    }
+}
+
+void require_each_once(std::vector<std::int64_t> ids, std::size_t expected)
+{
+    const std::set<std::int64_t> distinct(ids.begin(), ids.end());
+    CHECK(distinct.size() == ids.size());
+    CHECK(ids.size() == expected);
+}
+
+} // namespace
+
+TEST_CASE("a reopened database file still has its hooks, deliveries, outbox and tokens", "[sqlite]")
+{
+    const auto durability = GENERATE(SqliteDurability::normal, SqliteDurability::full);
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    Hook hook;
+    std::int64_t delivery_id = 0;
+    {
+        SqliteStore store{path, SqliteOptions{.durability = durability}};
+        hook = store.create_hook(sample_hook("alice", "https://a.example/", "package-created", {{"k", 1}}));
+        NewEvent event = sample_event("package-created", t0 + 1s);
+        delivery_id = store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0);
+        store.add_token(std::string(64, 'a'), ApiToken{.owner = "alice", .created = t0});
+    }
+
+    SqliteStore reopened{path};
+    const auto found = reopened.find_hook(hook.id);
+    REQUIRE(found);
+    CHECK(found->config == hook.config);
+    CHECK(found->created == hook.created);
+    CHECK(reopened.find_delivery(delivery_id)->state == DeliveryState::pending);
+    CHECK(reopened.next_due() == t0 + 1s);
+    CHECK(reopened.find_token(std::string(64, 'a'))->owner == "alice");
+}
+
+TEST_CASE("a new database file is in WAL mode and marked as whisperer's current schema", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = closed_database(dir);
+
+    CHECK(static_cast<unsigned char>(file_bytes(path).at(write_version_offset)) == 2);
+    CHECK(header_field(path, user_version_offset) == static_cast<std::uint32_t>(SqliteStore::schema_version()));
+    CHECK(header_field(path, application_id_offset) != 0);
+    CHECK(SqliteStore::schema_version() >= 1);
+}
+
+TEST_CASE("an empty file becomes a new whisperer database", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("empty.db");
+    std::ofstream{path}.close();
+
+    SqliteStore store{path};
+    CHECK(store.create_hook(sample_hook("alice", "https://a.example/")).id > 0);
+}
+
+TEST_CASE("a database written by a newer whisperer is refused and left unchanged", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = closed_database(dir);
+    const int newer = SqliteStore::schema_version() + 1;
+    set_header_field(path, user_version_offset, static_cast<std::uint32_t>(newer));
+    const std::string before = file_bytes(path);
+
+    try {
+        SqliteStore store{path};
+        FAIL("a newer schema was opened");
+    } catch (const StoreError& e) {
+        const std::string message = e.what();
+        CHECK(message.find("version " + std::to_string(newer)) != std::string::npos);
+        CHECK(message.find("version " + std::to_string(SqliteStore::schema_version())) != std::string::npos);
+    }
+    CHECK(file_bytes(path) == before);
+}
+
+TEST_CASE("a file that is not a SQLite database is refused and left unchanged", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("garbage.db");
+    std::string garbage(4096, '\0');
+    for (std::size_t i = 0; i < garbage.size(); ++i)
+        garbage[i] = static_cast<char>(i * 7919 % 251);
+    std::ofstream{path, std::ios::binary} << garbage;
+
+    CHECK_THROWS_AS(SqliteStore{path}, StoreError);
+    CHECK_THROWS_WITH(SqliteStore{path}, Catch::Contains("not a database"));
+    CHECK(file_bytes(path) == garbage);
+}
+
+TEST_CASE("a SQLite database of another application is refused and left unchanged", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = closed_database(dir);
+
+    SECTION("one with tables and no marks at all")
+    {
+        set_header_field(path, application_id_offset, 0);
+        set_header_field(path, user_version_offset, 0);
+        const std::string before = file_bytes(path);
+        CHECK_THROWS_WITH(SqliteStore{path}, Catch::Contains("another application"));
+        CHECK(file_bytes(path) == before);
+    }
+    SECTION("one marked with another application id")
+    {
+        set_header_field(path, application_id_offset, 0x12345678);
+        const std::string before = file_bytes(path);
+        CHECK_THROWS_WITH(SqliteStore{path}, Catch::Contains("not a whisperer database"));
+        CHECK(file_bytes(path) == before);
+    }
+}
+
+TEST_CASE("a database in a missing directory cannot be opened", "[sqlite]")
+{
+    TempDir dir;
+    CHECK_THROWS_AS(SqliteStore{dir.file("missing/whisperer.db")}, StoreError);
+}
+
+TEST_CASE("a capped response body never ends inside a UTF-8 character", "[sqlite]")
+{
+    SqliteStore store{":memory:", SqliteOptions{.response_body_limit = 5}};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    NewEvent event = sample_event();
+    const std::int64_t id = store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0);
+    REQUIRE(store.claim_due(claim_by("w", t0)).size() == 1);
+
+    std::vector<AttemptRecord> reports{attempt_report(id, "w", 1, AttemptVerdict::delivered, 200)};
+    reports[0].attempt.response_body = "abcd\xC3\xA9" "fgh"; // the 2-byte é straddles the limit
+    store.record_attempts(reports);
+
+    CHECK(store.find_delivery(id)->response_body == "abcd");
+}
+
+TEST_CASE("two stores on one file, like two processes, never claim the same delivery", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("shared.db");
+    SqliteStore producer{path};
+    producer.create_hook(sample_hook("alice", "https://a.example/"));
+    producer.create_hook(sample_hook("bob", "https://b.example/"));
+    enqueue_batches(producer, 10);
+    SqliteStore first{path};
+    SqliteStore second{path};
+    SubscriptionStore* claimers[] = {&first, &second};
+
+    std::atomic<bool> producing{true};
+    std::vector<std::int64_t> claimed[2];
+    run_threads(3, [&](int i) {
+        if (i == 2) {
+            enqueue_batches(producer, 10);
+            producing = false;
+        } else {
+            claimed[i] = drain(*claimers[i], "worker-" + std::to_string(i), producing);
+        }
+    });
+
+    std::vector<std::int64_t> all = claimed[0];
+    all.insert(all.end(), claimed[1].begin(), claimed[1].end());
+    require_each_once(all, 2 * 200);
+    CHECK(producer.list_deliveries({.delivered = false}).items.empty());
+    CHECK_FALSE(producer.next_due());
+}
+
+TEST_CASE("threads enqueuing and claiming on one store claim every delivery exactly once", "[sqlite]")
+{
+    TempDir dir;
+    SqliteStore store{dir.file("threads.db")};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    store.create_hook(sample_hook("bob", "https://b.example/"));
+
+    std::atomic<int> producers_left{2};
+    std::atomic<bool> producing{true};
+    std::vector<std::int64_t> claimed[2];
+    run_threads(4, [&](int i) {
+        if (i < 2) {
+            enqueue_batches(store, 10);
+            if (--producers_left == 0)
+                producing = false;
+        } else {
+            claimed[i - 2] = drain(store, "worker-" + std::to_string(i), producing);
+        }
+    });
+
+    std::vector<std::int64_t> all = claimed[0];
+    all.insert(all.end(), claimed[1].begin(), claimed[1].end());
+    require_each_once(all, 2 * 2 * 100);
+    CHECK(store.list_deliveries({.delivered = false}).items.empty());
+}

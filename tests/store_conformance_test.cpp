@@ -1,0 +1,1005 @@
+// The behaviour every SubscriptionStore must have. Each test runs once per store in `Stores`; a new
+// store joins the suite by adding a fixture type there.
+
+#include <whisperer/error.hpp>
+#include <whisperer/sqlite_store.hpp>
+
+#include "catch.hpp"
+#include "store_samples.hpp"
+#include "temp_dir.hpp"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+// GCC before 14 warns about every member a designated initializer leaves to its default, which is
+// the point of writing queries as `{.owner = "alice"}`.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 14
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#endif
+
+using namespace whisperer;
+using namespace whisperer::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// The limit the fixtures configure for stored response bodies.
+constexpr std::size_t response_body_limit = 20 * 1024;
+
+class SqliteInMemory {
+public:
+    SubscriptionStore& store() noexcept { return store_; }
+
+private:
+    SqliteStore store_{":memory:", SqliteOptions{.response_body_limit = response_body_limit}};
+};
+
+class SqliteOnFile {
+public:
+    SubscriptionStore& store() noexcept { return store_; }
+
+private:
+    TempDir dir_;
+    SqliteStore store_{dir_.file("whisperer.db"), SqliteOptions{.response_body_limit = response_body_limit}};
+};
+
+using Stores = std::tuple<SqliteInMemory, SqliteOnFile>;
+
+std::vector<std::int64_t> ids_of(const std::vector<Hook>& hooks)
+{
+    std::vector<std::int64_t> ids;
+    for (const Hook& hook : hooks)
+        ids.push_back(hook.id);
+    return ids;
+}
+
+std::vector<std::int64_t> ids_of(const std::vector<ClaimedDelivery>& claimed)
+{
+    std::vector<std::int64_t> ids;
+    for (const ClaimedDelivery& delivery : claimed)
+        ids.push_back(delivery.delivery_id);
+    return ids;
+}
+
+/// Every page of `list`, following `next` until it is absent.
+template <class T, class Query, class List>
+std::vector<Page<T>> all_pages(Query query, List list)
+{
+    std::vector<Page<T>> pages;
+    do {
+        pages.push_back(list(query));
+        query.after = pages.back().next.value_or(0);
+    } while (pages.back().next && pages.size() < 100);
+    return pages;
+}
+
+void require_same_hook(const Hook& actual, const Hook& expected)
+{
+    CHECK(actual.id == expected.id);
+    CHECK(actual.owner == expected.owner);
+    CHECK(actual.target_url == expected.target_url);
+    CHECK(actual.event_type == expected.event_type);
+    CHECK(actual.is_active == expected.is_active);
+    CHECK(actual.secret_key == expected.secret_key);
+    CHECK(actual.callback == expected.callback);
+    CHECK(actual.retry_countdown_config == expected.retry_countdown_config);
+    CHECK(actual.additional_headers == expected.additional_headers);
+    CHECK(actual.config == expected.config);
+    CHECK(actual.created == expected.created);
+    CHECK(actual.modified == expected.modified);
+    CHECK(actual.disabled_reason == expected.disabled_reason);
+    CHECK(actual.disabled_at == expected.disabled_at);
+}
+
+/// One event of the default type fanned out to `hook`, returning its delivery id.
+std::int64_t enqueue_one(SubscriptionStore& store, NewEvent event)
+{
+    const auto enqueued = store.enqueue_events(std::span{&event, 1});
+    REQUIRE(enqueued.size() == 1);
+    REQUIRE(enqueued[0].delivery_ids.size() == 1);
+    return enqueued[0].delivery_ids[0];
+}
+
+} // namespace
+
+// --- hooks ---------------------------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("a created hook gets an id and times and reads back field for field", "[store]",
+                        Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook", "package-created",
+                                                       {{"region", "eu"}, {"auth", {{"type", "basic"}}}}));
+
+    CHECK(created.id > 0);
+    CHECK(created.created.time_since_epoch().count() > 0);
+    CHECK(created.modified == created.created);
+    const auto found = store.find_hook(created.id);
+    REQUIRE(found);
+    require_same_hook(*found, created);
+    CHECK(found->config.at("auth").at("type").as_string() == "basic");
+    CHECK_FALSE(store.find_hook(created.id + 1000));
+}
+
+TEMPLATE_LIST_TEST_CASE("a second active hook with the same owner, URL and event type is refused",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/hook"));
+
+    try {
+        store.create_hook(sample_hook("alice", "https://a.example/hook"));
+        FAIL("a duplicate subscription was accepted");
+    } catch (const WebhookAlreadyRegistered& e) {
+        CHECK(e.api_code() == "webhook_100_2");
+        CHECK(std::string(e.what()).find("https://a.example/hook") != std::string::npos);
+    }
+    CHECK_NOTHROW(store.create_hook(sample_hook("bob", "https://a.example/hook")));
+    CHECK_NOTHROW(store.create_hook(sample_hook("alice", "https://a.example/hook", "package-updated")));
+    CHECK(store.list_hooks({}).items.size() == 3);
+}
+
+TEMPLATE_LIST_TEST_CASE("a soft-deleted hook stays readable and can be subscribed again", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook first = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+
+    REQUIRE(store.deactivate_hook(first.id));
+    const auto deleted = store.find_hook(first.id);
+    REQUIRE(deleted);
+    CHECK_FALSE(deleted->is_active);
+    CHECK(deleted->disabled_reason.empty());
+    CHECK_FALSE(deleted->disabled_at);
+
+    const Hook second = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+    CHECK(second.id != first.id);
+    CHECK(second.is_active);
+    CHECK_FALSE(store.deactivate_hook(second.id + 1000));
+}
+
+TEMPLATE_LIST_TEST_CASE("deactivating with a reason records why and when", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+
+    REQUIRE(store.deactivate_hook(hook.id, "too many consecutive failures"));
+    const auto disabled = store.find_hook(hook.id);
+    REQUIRE(disabled);
+    CHECK_FALSE(disabled->is_active);
+    CHECK(disabled->disabled_reason == "too many consecutive failures");
+    CHECK(disabled->disabled_at);
+    CHECK(store.active_hooks("package-created").empty());
+}
+
+TEMPLATE_LIST_TEST_CASE("update_hook replaces every field but id and created", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+
+    Hook change = created;
+    change.target_url = "https://b.example/other";
+    change.secret_key = "rotated";
+    change.config = {{"region", "us"}};
+    change.additional_headers = {};
+    change.created = t0; // ignored
+    const Hook updated = store.update_hook(change);
+
+    CHECK(updated.id == created.id);
+    CHECK(updated.created == created.created);
+    CHECK(updated.modified >= created.modified);
+    CHECK(updated.target_url == "https://b.example/other");
+    CHECK(updated.secret_key == "rotated");
+    CHECK(updated.config == boost::json::object{{"region", "us"}});
+    CHECK(updated.additional_headers.empty());
+    require_same_hook(*store.find_hook(created.id), updated);
+
+    change.id = created.id + 1000;
+    CHECK_THROWS_AS(store.update_hook(change), WebhookDoesNotExist);
+}
+
+TEMPLATE_LIST_TEST_CASE("an update that would duplicate an active hook is refused and changes nothing",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook first = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+    const Hook second = store.create_hook(sample_hook("alice", "https://b.example/hook"));
+
+    Hook change = second;
+    change.target_url = first.target_url;
+    change.secret_key = "changed";
+    try {
+        store.update_hook(change);
+        FAIL("the duplicate update was accepted");
+    } catch (const WebhookAlreadyRegistered& e) {
+        CHECK(e.api_code() == "webhook_100_2");
+    }
+    require_same_hook(*store.find_hook(second.id), second);
+
+    SECTION("re-activating a deleted hook whose subscription is taken again is refused too")
+    {
+        REQUIRE(store.deactivate_hook(first.id));
+        store.create_hook(sample_hook("alice", "https://a.example/hook"));
+        Hook revive = *store.find_hook(first.id);
+        revive.is_active = true;
+        CHECK_THROWS_AS(store.update_hook(revive), WebhookAlreadyRegistered);
+        CHECK_FALSE(store.find_hook(first.id)->is_active);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("list_hooks pages through hooks in id order", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    std::vector<std::int64_t> created;
+    for (int i = 0; i < 7; ++i)
+        created.push_back(store.create_hook(sample_hook("alice", "https://a.example/" + std::to_string(i))).id);
+
+    HookQuery query;
+    query.limit = 3;
+    const auto pages = all_pages<Hook>(query, [&](const HookQuery& q) { return store.list_hooks(q); });
+
+    REQUIRE(pages.size() == 3);
+    CHECK(pages[0].items.size() == 3);
+    CHECK(pages[1].items.size() == 3);
+    CHECK(pages[2].items.size() == 1);
+    CHECK(pages[0].next == pages[0].items.back().id);
+    CHECK_FALSE(pages[2].next);
+    std::vector<std::int64_t> listed;
+    for (const auto& page : pages)
+        for (const Hook& hook : page.items)
+            listed.push_back(hook.id);
+    CHECK(listed == created);
+
+    SECTION("a last page that is exactly full says there is nothing after it")
+    {
+        query.limit = 7;
+        const auto page = store.list_hooks(query);
+        CHECK(page.items.size() == 7);
+        CHECK_FALSE(page.next);
+    }
+    SECTION("a page size of zero is raised to one")
+    {
+        query.limit = 0;
+        const auto page = store.list_hooks(query);
+        CHECK(page.items.size() == 1);
+        CHECK(page.next == created[0]);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("list_hooks filters by owner, URL, event type and activity", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook a1 = store.create_hook(sample_hook("alice", "https://a.example/1"));
+    const Hook a2 = store.create_hook(sample_hook("alice", "https://a.example/2", "package-updated"));
+    const Hook b1 = store.create_hook(sample_hook("bob", "https://a.example/1"));
+    store.deactivate_hook(a2.id);
+
+    auto list = [&](HookQuery query) { return ids_of(store.list_hooks(query).items); };
+    using Ids = std::vector<std::int64_t>;
+    CHECK(list({.owner = "alice"}) == Ids{a1.id, a2.id});
+    CHECK(list({.owner = ""}) == Ids{a1.id, a2.id, b1.id});
+    CHECK(list({}) == Ids{a1.id, a2.id, b1.id});
+    CHECK(list({.target_url = "https://a.example/1"}) == Ids{a1.id, b1.id});
+    CHECK(list({.event_type = "package-updated"}) == Ids{a2.id});
+    CHECK(list({.is_active = true}) == Ids{a1.id, b1.id});
+    CHECK(list({.is_active = false}) == Ids{a2.id});
+    CHECK(list({.owner = "bob", .target_url = "https://a.example/1", .event_type = "package-created"}) ==
+          Ids{b1.id});
+    CHECK(list({.owner = "carol"}).empty());
+    CHECK(list({.after = a1.id}) == Ids{a2.id, b1.id});
+}
+
+TEMPLATE_LIST_TEST_CASE("list_hooks returns at most 1000 hooks per page", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    for (int i = 0; i < 1001; ++i)
+        store.create_hook(sample_hook("alice", "https://a.example/" + std::to_string(i)));
+
+    const auto page = store.list_hooks({.limit = 5000});
+    CHECK(page.items.size() == 1000);
+    CHECK(page.next == page.items.back().id);
+}
+
+TEMPLATE_LIST_TEST_CASE("active_hooks returns the active hooks of a type whose config matches", "[store]",
+                        Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook eu = store.create_hook(sample_hook("alice", "https://a.example/eu", "package-created",
+                                                  {{"region", "eu"}, {"tier", 1}}));
+    const Hook us = store.create_hook(sample_hook("alice", "https://a.example/us", "package-created",
+                                                  {{"region", "us"}, {"tier", 1}}));
+    const Hook plain = store.create_hook(sample_hook("bob", "https://b.example/", "package-created"));
+    store.create_hook(sample_hook("bob", "https://b.example/", "package-updated", {{"region", "eu"}}));
+    const Hook gone = store.create_hook(sample_hook("carol", "https://c.example/", "package-created",
+                                                    {{"region", "eu"}}));
+    store.deactivate_hook(gone.id);
+
+    using Ids = std::vector<std::int64_t>;
+    CHECK(ids_of(store.active_hooks("package-created")) == Ids{eu.id, us.id, plain.id});
+    CHECK(ids_of(store.active_hooks("package-created", {{"region", "eu"}})) == Ids{eu.id});
+    CHECK(ids_of(store.active_hooks("package-created", {{"tier", 1}})) == Ids{eu.id, us.id});
+    CHECK(ids_of(store.active_hooks("package-created", {{"tier", "1"}})).empty());
+    CHECK(ids_of(store.active_hooks("package-created", {{"region", "eu"}, {"tier", 2}})).empty());
+    CHECK(store.active_hooks("package-deleted").empty());
+    require_same_hook(store.active_hooks("package-created", {{"region", "us"}}).at(0), us);
+}
+
+// --- events and deliveries -----------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("an event fans out to every matching active hook with one delivery each", "[store]",
+                        Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    std::vector<Hook> receivers;
+    for (int i = 0; i < 3; ++i)
+        receivers.push_back(store.create_hook(sample_hook("owner" + std::to_string(i), "https://r.example/",
+                                                          "package-created", {{"region", "eu"}})));
+    store.create_hook(sample_hook("other", "https://r.example/", "package-updated", {{"region", "eu"}}));
+    store.create_hook(sample_hook("us", "https://r.example/", "package-created", {{"region", "us"}}));
+    const Hook deleted = store.create_hook(sample_hook("gone", "https://r.example/", "package-created"));
+    store.deactivate_hook(deleted.id);
+
+    NewEvent event = sample_event("package-created", t0 + 5s);
+    event.config_filter = {{"region", "eu"}};
+    const auto enqueued = store.enqueue_events(std::span{&event, 1});
+
+    REQUIRE(enqueued.size() == 1);
+    CHECK(enqueued[0].uuid == event.uuid);
+    CHECK_FALSE(enqueued[0].duplicate);
+    REQUIRE(enqueued[0].delivery_ids.size() == 3);
+
+    const auto deliveries = store.deliveries_of_event(event.uuid);
+    REQUIRE(deliveries.size() == 3);
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+        const Delivery& delivery = deliveries[i];
+        CHECK(delivery.id == enqueued[0].delivery_ids[i]);
+        CHECK(delivery.hook_id == receivers[i].id);
+        CHECK(delivery.owner == receivers[i].owner);
+        CHECK(delivery.event_uuid == event.uuid);
+        CHECK(delivery.event_type == "package-created");
+        CHECK(delivery.request_body == event.body);
+        CHECK(delivery.object_ref == "package:7");
+        CHECK(delivery.state == DeliveryState::pending);
+        CHECK(delivery.attempt_count == 0);
+        CHECK(delivery.next_attempt_at == t0 + 5s);
+        CHECK(delivery.created == t0);
+    }
+    const auto outbox = store.list_outbox({});
+    REQUIRE(outbox.items.size() == 3);
+    CHECK(outbox.items[0].due == t0 + 5s);
+    CHECK_FALSE(outbox.items[0].lease_expires);
+}
+
+TEMPLATE_LIST_TEST_CASE("an event that no hook wants is stored without deliveries", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/", "package-updated"));
+
+    NewEvent event = sample_event("package-created");
+    const auto enqueued = store.enqueue_events(std::span{&event, 1});
+
+    REQUIRE(enqueued.size() == 1);
+    CHECK(enqueued[0].delivery_ids.empty());
+    CHECK_FALSE(enqueued[0].duplicate);
+    CHECK(store.deliveries_of_event(event.uuid).empty());
+    CHECK_FALSE(store.next_due());
+}
+
+TEMPLATE_LIST_TEST_CASE("an event with a used idempotency key returns the first uuid and writes nothing",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    NewEvent first = sample_event();
+    first.idempotency_key = "order-42";
+    NewEvent again = sample_event();
+    again.idempotency_key = "order-42";
+    NewEvent other = sample_event();
+    other.idempotency_key = "order-43";
+
+    const auto enqueued_first = store.enqueue_events(std::span{&first, 1});
+    std::vector<NewEvent> batch{again, other, again};
+    const auto enqueued = store.enqueue_events(batch);
+
+    REQUIRE(enqueued.size() == 3);
+    CHECK(enqueued[0].duplicate);
+    CHECK(enqueued[0].uuid == first.uuid);
+    CHECK(enqueued[0].delivery_ids.empty());
+    CHECK_FALSE(enqueued[1].duplicate);
+    CHECK(enqueued[1].delivery_ids.size() == 1);
+    CHECK(enqueued[2].duplicate);
+    CHECK(enqueued[2].uuid == first.uuid);
+    CHECK(store.deliveries_of_event(again.uuid).empty());
+    CHECK(store.deliveries_of_event(first.uuid).size() == 1);
+    CHECK(store.list_outbox({}).items.size() == 2);
+}
+
+TEMPLATE_LIST_TEST_CASE("a batch that cannot be written entirely writes nothing", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    NewEvent fine = sample_event();
+    NewEvent clash = sample_event();
+    clash.uuid = fine.uuid;
+    std::vector<NewEvent> batch{fine, clash};
+
+    CHECK_THROWS_AS(store.enqueue_events(batch), StoreError);
+    CHECK(store.deliveries_of_event(fine.uuid).empty());
+    CHECK(store.list_outbox({}).items.empty());
+    CHECK_FALSE(store.next_due());
+}
+
+TEMPLATE_LIST_TEST_CASE("list_deliveries filters by owner, type, event, status, outcome, time and hook",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook alice = store.create_hook(sample_hook("alice", "https://a.example/"));
+    const Hook bob = store.create_hook(sample_hook("bob", "https://b.example/"));
+    store.create_hook(sample_hook("bob", "https://b.example/", "package-updated"));
+
+    NewEvent early = sample_event();
+    NewEvent late = sample_event();
+    late.created = t0 + 1h;
+    NewEvent updated = sample_event("package-updated");
+    std::vector<NewEvent> batch{early, late, updated};
+    const auto enqueued = store.enqueue_events(batch);
+    const std::int64_t alice_early = enqueued[0].delivery_ids[0];
+    const std::int64_t bob_early = enqueued[0].delivery_ids[1];
+    const std::int64_t alice_late = enqueued[1].delivery_ids[0];
+    const std::int64_t bob_late = enqueued[1].delivery_ids[1];
+    const std::int64_t bob_updated = enqueued[2].delivery_ids[0];
+
+    store.claim_due(claim_by("w", t0));
+    const std::vector<AttemptRecord> reports{
+        attempt_report(alice_early, "w", 1, AttemptVerdict::delivered, 200),
+        attempt_report(bob_early, "w", 1, AttemptVerdict::failed, 410),
+    };
+    store.record_attempts(reports);
+
+    auto list = [&](DeliveryQuery query) {
+        std::vector<std::int64_t> ids;
+        for (const Delivery& delivery : store.list_deliveries(query).items)
+            ids.push_back(delivery.id);
+        return ids;
+    };
+    using Ids = std::vector<std::int64_t>;
+    CHECK(list({}) == Ids{alice_early, bob_early, alice_late, bob_late, bob_updated});
+    CHECK(list({.owner = "alice"}) == Ids{alice_early, alice_late});
+    CHECK(list({.owner = ""}).size() == 5);
+    CHECK(list({.event_type = "package-updated"}) == Ids{bob_updated});
+    CHECK(list({.event_uuid = late.uuid}) == Ids{alice_late, bob_late});
+    CHECK(list({.response_status = 410}) == Ids{bob_early});
+    CHECK(list({.delivered = true}) == Ids{alice_early});
+    CHECK(list({.delivered = false}) == Ids{bob_early, alice_late, bob_late, bob_updated});
+    CHECK(list({.created_from = t0 + 1h}) == Ids{alice_late, bob_late});
+    CHECK(list({.created_until = t0}) == Ids{alice_early, bob_early, bob_updated});
+    CHECK(list({.hook_id = bob.id}) == Ids{bob_early, bob_late});
+    CHECK(list({.owner = "bob", .delivered = false, .hook_id = alice.id}).empty());
+
+    const auto pages = all_pages<Delivery>(DeliveryQuery{.limit = 2},
+                                           [&](const DeliveryQuery& q) { return store.list_deliveries(q); });
+    REQUIRE(pages.size() == 3);
+    CHECK(pages[2].items.size() == 1);
+    CHECK(pages[2].items[0].id == bob_updated);
+}
+
+// --- claiming ------------------------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("claim_due leases due rows, oldest due first, up to the limit", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    const NewEvent later = sample_event("package-created", t0 + 1s);
+    const NewEvent sooner = sample_event("package-created", t0);
+    const NewEvent future = sample_event("package-created", t0 + 2s);
+    const std::int64_t later_id = enqueue_one(store, later);
+    const std::int64_t sooner_id = enqueue_one(store, sooner);
+    enqueue_one(store, future);
+
+    SECTION("only rows that are due, in due order")
+    {
+        const auto claimed = store.claim_due(claim_by("w", t0 + 1s));
+        REQUIRE(ids_of(claimed) == std::vector<std::int64_t>{sooner_id, later_id});
+        const ClaimedDelivery& first = claimed[0];
+        CHECK(first.event_uuid == sooner.uuid);
+        CHECK(first.event_type == "package-created");
+        CHECK(first.body == sooner.body);
+        CHECK(first.attempt_count == 0);
+        CHECK(first.created == t0);
+        require_same_hook(first.hook, hook);
+        CHECK(store.claim_due(claim_by("w", t0 + 1s)).empty());
+    }
+    SECTION("no more than the limit")
+    {
+        CHECK(ids_of(store.claim_due(claim_by("w", t0 + 5s, 1))) == std::vector<std::int64_t>{sooner_id});
+        CHECK(store.claim_due(claim_by("w", t0 + 5s, 5)).size() == 2);
+        CHECK(store.claim_due(claim_by("w", t0 + 5s, 0)).empty());
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("a leased row is claimed again only after its lease expires", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+
+    REQUIRE(store.claim_due(claim_by("a", t0)).size() == 1);
+    const auto entry = store.list_outbox({}).items.at(0);
+    CHECK(entry.lease_expires == t0 + 10s);
+    CHECK(store.claim_due(claim_by("b", t0 + 9s)).empty());
+    CHECK(ids_of(store.claim_due(claim_by("b", t0 + 10s))) == std::vector<std::int64_t>{id});
+    CHECK(store.list_outbox({}).items.at(0).lease_expires == t0 + 20s);
+}
+
+TEMPLATE_LIST_TEST_CASE("renewing leases keeps rows leased, and only the holder can renew", "[store]",
+                        Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("a", t0)).size() == 1);
+    const std::vector<std::int64_t> ids{id};
+
+    store.renew_leases("a", ids, t0 + 30s);
+    store.renew_leases("b", ids, t0 + 100s);
+
+    CHECK(store.list_outbox({}).items.at(0).lease_expires == t0 + 30s);
+    CHECK(store.claim_due(claim_by("b", t0 + 20s)).empty());
+    CHECK(store.claim_due(claim_by("b", t0 + 30s)).size() == 1);
+}
+
+TEMPLATE_LIST_TEST_CASE("released leases make rows claimable at once, and only the holder can release",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("a", t0)).size() == 1);
+    const std::vector<std::int64_t> ids{id};
+
+    store.release_leases("b", ids);
+    CHECK(store.claim_due(claim_by("c", t0 + 1s)).empty());
+
+    store.release_leases("a", ids);
+    CHECK_FALSE(store.list_outbox({}).items.at(0).lease_expires);
+    CHECK(ids_of(store.claim_due(claim_by("c", t0 + 1s))) == ids);
+}
+
+TEMPLATE_LIST_TEST_CASE("claim_due leaves the rows of skipped hooks", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook saturated = store.create_hook(sample_hook("alice", "https://slow.example/"));
+    store.create_hook(sample_hook("bob", "https://fast.example/"));
+    const auto enqueued = store.enqueue_events(std::vector<NewEvent>{sample_event()});
+    REQUIRE(enqueued.at(0).delivery_ids.size() == 2);
+
+    ClaimRequest request = claim_by("w", t0);
+    request.skip_hooks = {saturated.id, 999};
+    const auto claimed = store.claim_due(request);
+
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].hook.target_url == "https://fast.example/");
+    CHECK(store.claim_due(claim_by("w", t0)).at(0).hook.id == saturated.id);
+}
+
+TEMPLATE_LIST_TEST_CASE("rows of an inactive hook stay in the outbox unclaimed until it is re-activated",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.deactivate_hook(hook.id));
+
+    CHECK(store.claim_due(claim_by("w", t0 + 1h)).empty());
+    CHECK(store.list_outbox({}).items.size() == 1);
+    CHECK(store.find_delivery(id)->state == DeliveryState::pending);
+
+    Hook revived = *store.find_hook(hook.id);
+    revived.is_active = true;
+    store.update_hook(revived);
+    CHECK(ids_of(store.claim_due(claim_by("w", t0 + 1h))) == std::vector<std::int64_t>{id});
+}
+
+// --- recording attempts ----------------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("a delivered attempt marks the delivery delivered and leaves the outbox", "[store]",
+                        Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("w", t0)).size() == 1);
+
+    const std::vector<AttemptRecord> reports{attempt_report(id, "w", 1, AttemptVerdict::delivered, 200)};
+    store.record_attempts(reports);
+
+    const auto delivery = store.find_delivery(id, true);
+    REQUIRE(delivery);
+    CHECK(delivery->delivered());
+    CHECK(delivery->attempt_count == 1);
+    CHECK(delivery->response_status == 200);
+    CHECK(delivery->response_body == "answer 1");
+    CHECK(delivery->response_time == 1500us);
+    CHECK(delivery->last_failure == FailureClass::none);
+    CHECK(delivery->last_error.empty());
+    CHECK_FALSE(delivery->next_attempt_at);
+    REQUIRE(delivery->attempts.size() == 1);
+    const Attempt& attempt = delivery->attempts[0];
+    CHECK(attempt.number == 1);
+    CHECK(attempt.started_at == t0 + 1s);
+    CHECK(attempt.duration == 1500us);
+    CHECK(attempt.response_status == 200);
+    CHECK(attempt.response_body == "answer 1");
+    CHECK(attempt.succeeded());
+    CHECK(attempt.trigger == AttemptTrigger::scheduled);
+    CHECK(store.list_outbox({}).items.empty());
+    CHECK_FALSE(store.next_due());
+    CHECK(store.find_delivery(id, false)->attempts.empty());
+}
+
+TEMPLATE_LIST_TEST_CASE("a retry keeps the delivery pending and due again at the next attempt time",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("w", t0)).size() == 1);
+
+    std::vector<AttemptRecord> reports{attempt_report(id, "w", 1, AttemptVerdict::retry, 503, t0 + 60s)};
+    reports[0].attempt.trigger = AttemptTrigger::manual;
+    store.record_attempts(reports);
+
+    const auto delivery = store.find_delivery(id, true);
+    CHECK(delivery->state == DeliveryState::pending);
+    CHECK(delivery->attempt_count == 1);
+    CHECK(delivery->response_status == 503);
+    CHECK(delivery->last_failure == FailureClass::http_status);
+    CHECK(delivery->last_error == "HTTP 503");
+    CHECK(delivery->next_attempt_at == t0 + 60s);
+    CHECK(delivery->attempts.at(0).trigger == AttemptTrigger::manual);
+    const auto entry = store.list_outbox({}).items.at(0);
+    CHECK(entry.due == t0 + 60s);
+    CHECK(entry.attempt_count == 1);
+    CHECK_FALSE(entry.lease_expires);
+    CHECK(store.next_due() == t0 + 60s);
+    CHECK(store.claim_due(claim_by("w", t0 + 59s)).empty());
+    const auto claimed = store.claim_due(claim_by("w", t0 + 60s));
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].attempt_count == 1);
+}
+
+TEMPLATE_LIST_TEST_CASE("a failed verdict marks the delivery failed and leaves the outbox", "[store]",
+                        Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("w", t0)).size() == 1);
+
+    std::vector<AttemptRecord> reports{attempt_report(id, "w", 3, AttemptVerdict::failed, 0)};
+    reports[0].attempt.failure = FailureClass::connection_refused;
+    reports[0].attempt.error = "connection refused";
+    store.record_attempts(reports);
+
+    const auto delivery = store.find_delivery(id, true);
+    CHECK(delivery->state == DeliveryState::failed);
+    CHECK(delivery->attempt_count == 3);
+    CHECK(delivery->response_status == 0);
+    CHECK(delivery->last_failure == FailureClass::connection_refused);
+    CHECK(delivery->last_error == "connection refused");
+    CHECK_FALSE(delivery->next_attempt_at);
+    CHECK(delivery->attempts.at(0).failure == FailureClass::connection_refused);
+    CHECK(store.list_outbox({}).items.empty());
+    CHECK(store.claim_due(claim_by("w", t0 + 1h)).empty());
+}
+
+TEMPLATE_LIST_TEST_CASE("a worker that lost its lease records only its attempt, unless it delivered",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("a", t0)).size() == 1);
+    REQUIRE(store.claim_due(claim_by("b", t0 + 10s)).size() == 1);
+
+    std::vector<AttemptRecord> reports{attempt_report(id, "a", 1, AttemptVerdict::retry, 500, t0 + 1h),
+                                       attempt_report(id, "a", 1, AttemptVerdict::failed, 500)};
+    store.record_attempts(reports);
+
+    auto delivery = store.find_delivery(id, true);
+    CHECK(delivery->state == DeliveryState::pending);
+    CHECK(delivery->attempt_count == 0);
+    CHECK(delivery->attempts.size() == 2);
+    auto entry = store.list_outbox({}).items.at(0);
+    CHECK(entry.lease_expires == t0 + 20s);
+    CHECK(entry.due == t0);
+
+    reports = {attempt_report(id, "a", 1, AttemptVerdict::delivered, 204)};
+    store.record_attempts(reports);
+    delivery = store.find_delivery(id, true);
+    CHECK(delivery->delivered());
+    CHECK(delivery->response_status == 204);
+    CHECK(delivery->attempts.size() == 3);
+    CHECK(store.list_outbox({}).items.empty());
+}
+
+TEMPLATE_LIST_TEST_CASE("a verdict on a queued delivery that nobody leases applies, one on a finished "
+                        "delivery does not", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+
+    std::vector<AttemptRecord> reports{attempt_report(id, "sync", 1, AttemptVerdict::retry, 500, t0 + 1h)};
+    store.record_attempts(reports);
+    CHECK(store.find_delivery(id)->attempt_count == 1);
+    CHECK(store.list_outbox({}).items.at(0).due == t0 + 1h);
+
+    reports = {attempt_report(id, "sync", 2, AttemptVerdict::failed, 500)};
+    store.record_attempts(reports);
+    CHECK(store.find_delivery(id)->state == DeliveryState::failed);
+    CHECK(store.list_outbox({}).items.empty());
+
+    reports = {attempt_report(id, "late", 3, AttemptVerdict::retry, 500, t0 + 2h)};
+    store.record_attempts(reports);
+    const auto delivery = store.find_delivery(id, true);
+    CHECK(delivery->state == DeliveryState::failed);
+    CHECK(delivery->attempt_count == 2);
+    CHECK(delivery->attempts.size() == 3);
+    CHECK_FALSE(store.next_due());
+}
+
+TEMPLATE_LIST_TEST_CASE("attempts are listed newest first", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    for (unsigned number = 1; number <= 3; ++number) {
+        REQUIRE(store.claim_due(claim_by("w", t0 + 1h * number)).size() == 1);
+        const auto verdict = number == 3 ? AttemptVerdict::delivered : AttemptVerdict::retry;
+        const std::vector<AttemptRecord> reports{
+            attempt_report(id, "w", number, verdict, number == 3 ? 200 : 500, t0 + 1h * (number + 1))};
+        store.record_attempts(reports);
+    }
+
+    const auto delivery = store.find_delivery(id, true);
+    REQUIRE(delivery->attempts.size() == 3);
+    CHECK(delivery->attempts[0].number == 3);
+    CHECK(delivery->attempts[1].number == 2);
+    CHECK(delivery->attempts[2].number == 1);
+    CHECK(delivery->attempt_count == 3);
+    CHECK_FALSE(store.find_delivery(id + 1000));
+}
+
+TEMPLATE_LIST_TEST_CASE("stored response bodies are cut to the configured limit", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("w", t0)).size() == 1);
+
+    std::vector<AttemptRecord> reports{attempt_report(id, "w", 1, AttemptVerdict::delivered, 200)};
+    reports[0].attempt.response_body = std::string(response_body_limit * 2, 'x');
+    store.record_attempts(reports);
+
+    const auto delivery = store.find_delivery(id, true);
+    CHECK(delivery->response_body == std::string(response_body_limit, 'x'));
+    CHECK(delivery->attempts.at(0).response_body == std::string(response_body_limit, 'x'));
+}
+
+TEMPLATE_LIST_TEST_CASE("next_due is when the next outbox row becomes claimable", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    CHECK_FALSE(store.next_due());
+
+    const std::int64_t second = enqueue_one(store, sample_event("package-created", t0 + 5s));
+    const std::int64_t first = enqueue_one(store, sample_event("package-created", t0 + 3s));
+    CHECK(store.next_due() == t0 + 3s);
+
+    REQUIRE(store.claim_due(claim_by("w", t0 + 3s)).size() == 1);
+    CHECK(store.next_due() == t0 + 5s);
+
+    ClaimRequest short_lease = claim_by("w", t0 + 5s);
+    short_lease.lease = 1s;
+    REQUIRE(store.claim_due(short_lease).size() == 1);
+    CHECK(store.next_due() == t0 + 6s);
+
+    const std::vector<AttemptRecord> reports{attempt_report(first, "w", 1, AttemptVerdict::delivered, 200),
+                                             attempt_report(second, "w", 1, AttemptVerdict::delivered, 200)};
+    store.record_attempts(reports);
+    CHECK_FALSE(store.next_due());
+}
+
+TEMPLATE_LIST_TEST_CASE("list_outbox pages through pending rows, scoped to an owner", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook alice = store.create_hook(sample_hook("alice", "https://a.example/"));
+    store.create_hook(sample_hook("bob", "https://b.example/"));
+    std::vector<NewEvent> events;
+    for (int i = 0; i < 4; ++i)
+        events.push_back(sample_event("package-created", t0 + 1s * i));
+    const auto enqueued = store.enqueue_events(events);
+    const std::int64_t delivered = enqueued[0].delivery_ids[0];
+    REQUIRE(store.claim_due(claim_by("w", t0, 1)).size() == 1);
+    const std::vector<AttemptRecord> reports{attempt_report(delivered, "w", 1, AttemptVerdict::delivered, 200)};
+    store.record_attempts(reports);
+
+    const auto everyone = store.list_outbox({});
+    CHECK(everyone.items.size() == 7);
+    CHECK_FALSE(everyone.next);
+
+    const auto pages = all_pages<OutboxEntry>(OutboxQuery{.owner = "alice", .limit = 2},
+                                              [&](const OutboxQuery& q) { return store.list_outbox(q); });
+    REQUIRE(pages.size() == 2);
+    CHECK(pages[0].items.size() == 2);
+    CHECK(pages[1].items.size() == 1);
+    const OutboxEntry& entry = pages[0].items[0];
+    CHECK(entry.delivery_id == enqueued[1].delivery_ids[0]);
+    CHECK(entry.hook_id == alice.id);
+    CHECK(entry.owner == "alice");
+    CHECK(entry.event_uuid == events[1].uuid);
+    CHECK(entry.event_type == "package-created");
+    CHECK(entry.attempt_count == 0);
+    CHECK(entry.due == t0 + 1s);
+    CHECK(entry.created == t0);
+    for (const auto& page : pages)
+        for (const OutboxEntry& row : page.items)
+            CHECK(row.owner == "alice");
+}
+
+// --- requeueing ----------------------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("requeue puts a delivery back in the outbox as pending", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    REQUIRE(store.claim_due(claim_by("w", t0)).size() == 1);
+    // A delivered delivery is re-sent; a leased one is taken from its worker.
+    const bool delivered_first = GENERATE(true, false);
+    if (delivered_first) {
+        const std::vector<AttemptRecord> reports{attempt_report(id, "w", 1, AttemptVerdict::delivered, 200)};
+        store.record_attempts(reports);
+    }
+
+    REQUIRE(store.requeue(id, t0 + 1h));
+
+    const auto delivery = store.find_delivery(id);
+    CHECK(delivery->state == DeliveryState::pending);
+    CHECK(delivery->next_attempt_at == t0 + 1h);
+    const auto entry = store.list_outbox({}).items.at(0);
+    CHECK(entry.due == t0 + 1h);
+    CHECK_FALSE(entry.lease_expires);
+    CHECK(store.claim_due(claim_by("x", t0 + 1h - 1s)).empty());
+    CHECK(store.claim_due(claim_by("x", t0 + 1h)).size() == 1);
+    CHECK_FALSE(store.requeue(id + 1000, t0));
+}
+
+TEMPLATE_LIST_TEST_CASE("requeue_failed requeues a hook's failed deliveries created in a window", "[store]",
+                        Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    store.create_hook(sample_hook("bob", "https://b.example/"));
+    std::vector<NewEvent> events;
+    for (int hour = 0; hour < 4; ++hour) {
+        events.push_back(sample_event());
+        events.back().created = t0 + 1h * hour;
+    }
+    const auto enqueued = store.enqueue_events(events);
+    std::vector<AttemptRecord> failures;
+    for (const auto& claimed : store.claim_due(claim_by("w", t0)))
+        failures.push_back(attempt_report(claimed.delivery_id, "w", 1, AttemptVerdict::failed, 500));
+    REQUIRE(failures.size() == 8);
+    store.record_attempts(failures);
+
+    CHECK(store.requeue_failed(hook.id, t0 + 1h, t0 + 2h, t0 + 5h) == 2);
+    for (int hour = 0; hour < 4; ++hour) {
+        const bool in_window = hour == 1 || hour == 2;
+        const auto mine = store.find_delivery(enqueued[hour].delivery_ids[0]);
+        CHECK(mine->state == (in_window ? DeliveryState::pending : DeliveryState::failed));
+        CHECK(store.find_delivery(enqueued[hour].delivery_ids[1])->state == DeliveryState::failed);
+    }
+    CHECK(store.next_due() == t0 + 5h);
+    CHECK(store.requeue_failed(hook.id, t0, t0 + 3h, t0, 1) == 1);
+    CHECK(store.requeue_failed(hook.id, t0, t0 + 3h, t0) == 1);
+    CHECK(store.requeue_failed(hook.id, t0, t0 + 3h, t0) == 0);
+}
+
+// --- tokens and retention --------------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("tokens are found by the hash of their key", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const std::string hash(64, 'a');
+    store.add_token(hash, ApiToken{.owner = "alice", .admin = false, .publisher = true, .created = t0});
+    store.add_token(std::string(64, 'b'), ApiToken{.owner = "root", .admin = true, .created = t0 + 1s});
+
+    const auto token = store.find_token(hash);
+    REQUIRE(token);
+    CHECK(token->owner == "alice");
+    CHECK_FALSE(token->admin);
+    CHECK(token->publisher);
+    CHECK(token->created == t0);
+    CHECK(store.find_token(std::string(64, 'b'))->admin);
+    CHECK_FALSE(store.find_token(std::string(64, 'c')));
+}
+
+TEMPLATE_LIST_TEST_CASE("delete_finished_before deletes old finished deliveries and keeps pending ones",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    store.create_hook(sample_hook("bob", "https://b.example/"));
+    NewEvent old_event = sample_event();
+    NewEvent new_event = sample_event();
+    new_event.created = t0 + 2h;
+    const auto enqueued = store.enqueue_events(std::vector<NewEvent>{old_event, new_event});
+    const std::int64_t old_delivered = enqueued[0].delivery_ids[0];
+    const std::int64_t old_pending = enqueued[0].delivery_ids[1];
+    const std::int64_t new_delivered = enqueued[1].delivery_ids[0];
+    const std::int64_t new_failed = enqueued[1].delivery_ids[1];
+    store.claim_due(claim_by("w", t0));
+    const std::vector<AttemptRecord> reports{
+        attempt_report(old_delivered, "w", 1, AttemptVerdict::delivered, 200),
+        attempt_report(old_pending, "w", 1, AttemptVerdict::retry, 500, t0 + 1h),
+        attempt_report(new_delivered, "w", 1, AttemptVerdict::delivered, 200),
+        attempt_report(new_failed, "w", 1, AttemptVerdict::failed, 500),
+    };
+    store.record_attempts(reports);
+
+    CHECK(store.delete_finished_before(t0 + 1h) == 1);
+    CHECK_FALSE(store.find_delivery(old_delivered));
+    CHECK(store.find_delivery(old_pending, true)->attempts.size() == 1);
+    CHECK(store.find_delivery(new_delivered));
+    CHECK(store.deliveries_of_event(old_event.uuid).size() == 1);
+
+    CHECK(store.delete_finished_before(t0 + 3h, 1) == 1);
+    CHECK(store.delete_finished_before(t0 + 3h, 1) == 1);
+    CHECK(store.delete_finished_before(t0 + 3h) == 0);
+    CHECK(store.deliveries_of_event(new_event.uuid).empty());
+    CHECK(store.find_delivery(old_pending)->state == DeliveryState::pending);
+    CHECK(store.list_outbox({}).items.size() == 1);
+
+    SECTION("an event whose deliveries are all gone is gone too, so its uuid can be used again")
+    {
+        NewEvent reused = sample_event();
+        reused.uuid = new_event.uuid;
+        CHECK_NOTHROW(store.enqueue_events(std::span{&reused, 1}));
+    }
+}
