@@ -1,0 +1,78 @@
+#ifndef WHISPERER_HTTP_HOOKS_ROUTER_HPP
+#define WHISPERER_HTTP_HOOKS_ROUTER_HPP
+
+#include <whisperer/http/authenticator.hpp>
+#include <whisperer/http/message.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace whisperer {
+class Dispatcher;
+class Registry;
+class SubscriptionStore;
+} // namespace whisperer
+
+namespace whisperer::http {
+
+/// Options of `HooksRouter`.
+struct RouterOptions {
+    /// Where the API is mounted; must start and end with '/'.
+    std::string prefix = "/whisperer/";
+    /// Page size of listings when the request gives no `limit`.
+    std::size_t default_page_size = 50;
+    /// The largest `limit` honoured; larger ones are cut to it.
+    std::size_t max_page_size = 250;
+};
+
+/// The hooks REST API as a plain request -> response handler on Beast messages, so that a host
+/// mounts it in its own server (or uses `whisperer::http::Server`).
+///
+/// Routes, relative to the prefix (JSON in and out, `Authorization: Token <key>` by default):
+/// `hooks/` (GET list, POST create), `hooks/registry/` (GET), `hooks/{id}/` (GET, PUT, PATCH,
+/// DELETE = soft delete), `hook_events/` (GET), `hook_events/{id}/` (GET, with attempts),
+/// `hook_events/{id}/retry/` (POST), `event_queues/` (GET), `events/` (POST, publish; publisher
+/// or admin tokens only). Everything is scoped to the caller's owner unless the caller is an
+/// admin; another owner's resources answer 404. Errors are JSON `{"code", "en", "field"?}`.
+///
+/// Thread safety: `handle` may be called from any number of threads at once. The registry, the
+/// store, the dispatcher and the authenticator must outlive the router and every request in
+/// progress. Store calls run in the calling thread; network I/O (the retry route) runs on the
+/// dispatcher's executor.
+class HooksRouter {
+public:
+    /// Receives the response of one request, exactly once.
+    using Completion = std::function<void(Response)>;
+
+    /// Throws `std::invalid_argument` when `options.prefix` does not start and end with '/'.
+    HooksRouter(const Registry& registry, SubscriptionStore& store, Dispatcher& dispatcher,
+                Authenticator& authenticator, RouterOptions options = {});
+    ~HooksRouter();
+    HooksRouter(const HooksRouter&) = delete;
+    HooksRouter& operator=(const HooksRouter&) = delete;
+
+    /// True when `target` (a request target, query included) lies under the prefix.
+    bool matches(std::string_view target) const noexcept;
+
+    /// Answers `request` through `done`, which runs either before `handle` returns or later on
+    /// the dispatcher's executor (publish and retry). Never throws: every failure becomes a JSON
+    /// error response. A request outside the prefix gets a 404.
+    void handle(Request request, Completion done);
+
+    /// Answers `request` and waits for the response. Blocks on the retry route's network
+    /// attempt: never call it on the dispatcher's executor threads (use the async form there).
+    Response handle(Request request);
+
+    const RouterOptions& options() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace whisperer::http
+
+#endif
