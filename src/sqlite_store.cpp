@@ -4,6 +4,7 @@
 
 #include "detail/sqlite_rows.hpp"
 #include "detail/sqlite_schema.hpp"
+#include "detail/sqlite_statements.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Exception.h>
@@ -15,12 +16,10 @@
 
 #include <algorithm>
 #include <functional>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <type_traits>
 #include <utility>
-#include <variant>
 
 namespace whisperer {
 
@@ -31,102 +30,12 @@ namespace {
 /// Listings return between 1 and this many items per page, whatever the caller asks.
 constexpr std::size_t max_page_size = 1000;
 
-/// A size as an SQL LIMIT, saturating instead of wrapping.
-std::int64_t sql_limit(std::size_t n) noexcept
-{
-    return static_cast<std::int64_t>(
-        std::min<std::size_t>(n, std::numeric_limits<std::int64_t>::max()));
-}
-
-/// A cached statement lent out for one use: its bindings start cleared, and it is reset when the
-/// loan ends, so that no half-read SELECT keeps a snapshot open after the transaction.
-class LentStatement {
-public:
-    explicit LentStatement(SQLite::Statement& statement) : statement_(statement)
-    {
-        statement_.reset();
-        statement_.clearBindings();
-    }
-    ~LentStatement() { statement_.tryReset(); }
-    LentStatement(const LentStatement&) = delete;
-    LentStatement& operator=(const LentStatement&) = delete;
-
-    SQLite::Statement* operator->() const noexcept { return &statement_; }
-    SQLite::Statement& operator*() const noexcept { return statement_; }
-
-private:
-    SQLite::Statement& statement_;
-};
-
-/// The optional filters of a listing as an SQL condition with named parameters.
-class Conditions {
-public:
-    using Value = std::variant<std::int64_t, std::string>;
-
-    /// Adds `condition`, which names the parameter `name`, bound to `value`.
-    void add(std::string_view condition, const char* name, Value value)
-    {
-        sql_ += sql_.empty() ? "" : " AND ";
-        sql_ += condition;
-        values_.emplace_back(name, std::move(value));
-    }
-
-    const std::string& sql() const noexcept { return sql_; }
-
-    void bind(SQLite::Statement& statement) const
-    {
-        for (const auto& [name, value] : values_)
-            std::visit([&, n = name](const auto& v) { statement.bind(n, v); }, value);
-    }
-
-private:
-    std::string sql_;
-    std::vector<std::pair<const char*, Value>> values_;
-};
-
 bool config_matches(const boost::json::object& config, const boost::json::object& filter)
 {
     return std::all_of(filter.begin(), filter.end(), [&](const auto& entry) {
         const auto* value = config.if_contains(entry.key());
         return value != nullptr && *value == entry.value();
     });
-}
-
-/// The id that `after` continues from.
-std::int64_t cursor_of(const Hook& hook) noexcept { return hook.id; }
-std::int64_t cursor_of(const Delivery& delivery) noexcept { return delivery.id; }
-std::int64_t cursor_of(const OutboxEntry& entry) noexcept { return entry.delivery_id; }
-
-/// A page of at most `page_size` rows read by `read`, from a statement that asked for one more
-/// row than that to know whether another page follows.
-template <class T, class Read>
-Page<T> read_page(SQLite::Statement& statement, std::size_t page_size, Read read)
-{
-    Page<T> page;
-    while (statement.executeStep()) {
-        RowReader row{statement};
-        page.items.push_back(read(row));
-    }
-    if (page.items.size() > page_size) {
-        page.items.resize(page_size);
-        page.next = cursor_of(page.items.back());
-    }
-    return page;
-}
-
-OutboxEntry read_outbox_entry(RowReader& row)
-{
-    OutboxEntry entry;
-    entry.delivery_id = row.int64();
-    entry.hook_id = row.int64();
-    entry.owner = row.text();
-    entry.event_uuid = row.text();
-    entry.event_type = row.text();
-    entry.attempt_count = row.count();
-    entry.due = row.time();
-    entry.lease_expires = row.optional_time();
-    entry.created = row.time();
-    return entry;
 }
 
 std::string already_registered_message(const Hook& hook)
@@ -170,7 +79,6 @@ struct SqliteStore::Impl {
     }
 
     // The steps below expect the mutex held and a transaction open.
-    void migrate();
     std::optional<Hook> find_hook(std::int64_t id);
     /// Executes an insert or update of `hook`, turning a duplicate into WebhookAlreadyRegistered.
     void write_hook(SQLite::Statement& statement, const Hook& hook);
@@ -209,7 +117,14 @@ SQLite::Database open_database(const std::string& path, const SqliteOptions& opt
 SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
     : path_(path), options_(options), db_(open_database(path, options))
 {
-    migrate();
+    open_schema(db_, path_);
+    try {
+        db_.exec(options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"
+                                                                : "PRAGMA synchronous = NORMAL");
+        db_.exec("PRAGMA foreign_keys = ON");
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
+    }
 }
 
 LentStatement SqliteStore::Impl::statement(std::string_view sql)
@@ -242,57 +157,6 @@ auto SqliteStore::Impl::run(std::string_view what, SQLite::TransactionBehavior b
     }
 }
 
-// --- opening and migrating ---------------------------------------------------------------------
-
-void SqliteStore::Impl::migrate()
-{
-    const int target = schema_version();
-    auto read_marks = [&] {
-        return std::pair{db_.execAndGet("PRAGMA application_id").getInt(),
-                         db_.execAndGet("PRAGMA user_version").getInt()};
-    };
-    // Everything up to the journal mode only reads, so a refused file is left as it was.
-    auto check_marks = [&] {
-        auto [application_id, version] = read_marks();
-        if (application_id == 0 && version == 0) {
-            if (db_.execAndGet("SELECT count(*) FROM sqlite_schema").getInt() != 0)
-                throw StoreError("SQLite store: '" + path_ +
-                                 "' holds another application's tables and no whisperer schema; "
-                                 "refusing to use it");
-            return version;
-        }
-        if (application_id != sqlite_application_id)
-            throw StoreError("SQLite store: '" + path_ + "' is not a whisperer database (application_id " +
-                             std::to_string(application_id) + ", expected " +
-                             std::to_string(sqlite_application_id) + ")");
-        if (version > target)
-            throw StoreError("SQLite store: '" + path_ + "' has schema version " + std::to_string(version) +
-                             ", newer than version " + std::to_string(target) +
-                             " that this whisperer knows; upgrade whisperer to open it");
-        return version;
-    };
-
-    try {
-        if (check_marks() == target) {
-            db_.exec("PRAGMA journal_mode = WAL");
-        } else {
-            db_.exec("PRAGMA journal_mode = WAL");
-            // Another process may be migrating the same file: decide again under the write lock.
-            SQLite::Transaction transaction{db_, SQLite::TransactionBehavior::IMMEDIATE};
-            for (int version = check_marks(); version < target; ++version)
-                for (const char* step : sqlite_migrations[static_cast<std::size_t>(version)])
-                    db_.exec(step);
-            db_.exec("PRAGMA application_id = " + std::to_string(sqlite_application_id));
-            db_.exec("PRAGMA user_version = " + std::to_string(target));
-            transaction.commit();
-        }
-        db_.exec(options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"
-                                                                : "PRAGMA synchronous = NORMAL");
-        db_.exec("PRAGMA foreign_keys = ON");
-    } catch (const SQLite::Exception& e) {
-        throw StoreError("SQLite store: cannot use '" + path_ + "' as a whisperer database: " + e.what());
-    }
-}
 
 SqliteStore::SqliteStore(const std::string& path, SqliteOptions options)
     : impl_(std::make_unique<Impl>(path, options))
@@ -855,10 +719,9 @@ Page<OutboxEntry> SqliteStore::list_outbox(const OutboxQuery& query)
 
     return impl_->read("list the outbox", [&] {
         auto select = impl_->statement(
-            "SELECT o.delivery_id, o.hook_id, h.owner, e.uuid, e.event_type, d.attempt_count, o.due_at, "
-            "o.lease_expires, d.created FROM outbox o JOIN deliveries d ON d.id = o.delivery_id "
-            "JOIN events e ON e.id = d.event_id JOIN hooks h ON h.id = o.hook_id WHERE " +
-            where.sql() + " ORDER BY o.delivery_id LIMIT :limit");
+            "SELECT " + std::string(outbox_entry_columns) + " FROM " + std::string(delivery_tables) +
+            " JOIN outbox o ON o.delivery_id = d.id WHERE " + where.sql() +
+            " ORDER BY o.delivery_id LIMIT :limit");
         where.bind(*select);
         select->bind(":limit", sql_limit(page_size + 1));
         return read_page<OutboxEntry>(*select, page_size, read_outbox_entry);

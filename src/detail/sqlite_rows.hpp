@@ -5,6 +5,7 @@
 #include <whisperer/delivery.hpp>
 #include <whisperer/error.hpp>
 #include <whisperer/hook.hpp>
+#include <whisperer/subscription_store.hpp>
 
 #include <SQLiteCpp/Column.h>
 #include <SQLiteCpp/Statement.h>
@@ -188,6 +189,48 @@ inline Attempt read_attempt(RowReader& row)
     attempt.error = row.text();
     attempt.trigger = attempt_trigger_from_string(row.text());
     return attempt;
+}
+
+/// The columns `read_outbox_entry` expects, from `delivery_tables` joined to outbox `o`.
+inline constexpr std::string_view outbox_entry_columns =
+    "o.delivery_id, o.hook_id, h.owner, e.uuid, e.event_type, d.attempt_count, o.due_at, "
+    "o.lease_expires, d.created";
+
+inline OutboxEntry read_outbox_entry(RowReader& row)
+{
+    OutboxEntry entry;
+    entry.delivery_id = row.int64();
+    entry.hook_id = row.int64();
+    entry.owner = row.text();
+    entry.event_uuid = row.text();
+    entry.event_type = row.text();
+    entry.attempt_count = row.count();
+    entry.due = row.time();
+    entry.lease_expires = row.optional_time();
+    entry.created = row.time();
+    return entry;
+}
+
+/// The id a listing's `after` continues from.
+inline std::int64_t cursor_of(const Hook& hook) noexcept { return hook.id; }
+inline std::int64_t cursor_of(const Delivery& delivery) noexcept { return delivery.id; }
+inline std::int64_t cursor_of(const OutboxEntry& entry) noexcept { return entry.delivery_id; }
+
+/// A page of at most `page_size` rows read by `read`, from a statement that asked for one more
+/// row than that to know whether another page follows.
+template <class T, class Read>
+Page<T> read_page(SQLite::Statement& statement, std::size_t page_size, Read read)
+{
+    Page<T> page;
+    while (statement.executeStep()) {
+        RowReader row{statement};
+        page.items.push_back(read(row));
+    }
+    if (page.items.size() > page_size) {
+        page.items.resize(page_size);
+        page.next = cursor_of(page.items.back());
+    }
+    return page;
 }
 
 } // namespace whisperer::detail

@@ -2,9 +2,15 @@
 #ifndef WHISPERER_DETAIL_SQLITE_SCHEMA_HPP
 #define WHISPERER_DETAIL_SQLITE_SCHEMA_HPP
 
+#include <whisperer/error.hpp>
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Transaction.h>
+
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string>
 
 namespace whisperer::detail {
 
@@ -112,6 +118,54 @@ inline constexpr const char* sqlite_schema_v1[] = {
 inline constexpr std::array<SqliteMigration, 1> sqlite_migrations{
     SqliteMigration{sqlite_schema_v1},
 };
+
+/// Creates whisperer's schema in `db` or migrates it forward to the newest version.
+///
+/// Throws `StoreError` without writing anything when the file is not a SQLite database, belongs
+/// to another application, or has a newer schema than this build knows. Leaves `db` in WAL mode.
+/// `path` only names the file in messages.
+inline void open_schema(SQLite::Database& db, const std::string& path)
+{
+    const int target = static_cast<int>(sqlite_migrations.size());
+    // Only reads: a refused file must be left exactly as it was.
+    auto checked_version = [&] {
+        const int application_id = db.execAndGet("PRAGMA application_id").getInt();
+        const int version = db.execAndGet("PRAGMA user_version").getInt();
+        if (application_id == 0 && version == 0) {
+            if (db.execAndGet("SELECT count(*) FROM sqlite_schema").getInt() != 0)
+                throw StoreError("SQLite store: '" + path +
+                                 "' holds another application's tables and no whisperer schema; "
+                                 "refusing to use it");
+            return version;
+        }
+        if (application_id != sqlite_application_id)
+            throw StoreError("SQLite store: '" + path + "' is not a whisperer database (application_id " +
+                             std::to_string(application_id) + ", expected " +
+                             std::to_string(sqlite_application_id) + ")");
+        if (version > target)
+            throw StoreError("SQLite store: '" + path + "' has schema version " + std::to_string(version) +
+                             ", newer than version " + std::to_string(target) +
+                             " that this whisperer knows; upgrade whisperer to open it");
+        return version;
+    };
+
+    try {
+        const bool current = checked_version() == target;
+        db.exec("PRAGMA journal_mode = WAL");
+        if (current)
+            return;
+        // Another process may be migrating the same file: decide again under the write lock.
+        SQLite::Transaction transaction{db, SQLite::TransactionBehavior::IMMEDIATE};
+        for (int version = checked_version(); version < target; ++version)
+            for (const char* step : sqlite_migrations[static_cast<std::size_t>(version)])
+                db.exec(step);
+        db.exec("PRAGMA application_id = " + std::to_string(sqlite_application_id));
+        db.exec("PRAGMA user_version = " + std::to_string(target));
+        transaction.commit();
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot use '" + path + "' as a whisperer database: " + e.what());
+    }
+}
 
 } // namespace whisperer::detail
 
