@@ -227,10 +227,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     /// Resolves, filters, connects and (for https) handshakes within `connect_timeout`.
     asio::awaitable<bool> connect(const HttpTarget& target, HttpConnection& conn, HttpResult& result)
     {
-        if (stopped_)
-            co_return fail(result, conn, target, "connect", asio::error::operation_aborted);
         error_code ec;
         auto token = asio::redirect_error(asio::use_awaitable, ec);
+        const auto failed = [&](std::string_view step) {
+            return fail(result, conn, target, step, ec, options_.connect_timeout);
+        };
+        if (stopped_)
+            co_return failed("connect");
         conn.arm_deadline(options_.connect_timeout);
 
         auto flags = asio::ip::resolver_base::numeric_service;
@@ -241,7 +244,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         const auto endpoints =
             co_await conn.resolver().async_resolve(target.host, std::to_string(target.port), flags, token);
         if (ec || stopped_)
-            co_return fail(result, conn, target, "resolve", ec);
+            co_return failed("resolve");
         if (options_.address_filter) {
             for (const auto& entry : endpoints) {
                 const auto address = entry.endpoint().address();
@@ -257,12 +260,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
 
         co_await conn.tcp().async_connect(endpoints, token);
         if (ec || stopped_)
-            co_return fail(result, conn, target, "connect", ec);
+            co_return failed("connect");
         conn.tcp().socket().set_option(asio::ip::tcp::no_delay(true), ec);
         if (conn.is_tls()) {
             co_await conn.tls_stream().async_handshake(asio::ssl::stream_base::client, token);
             if (ec || stopped_) {
-                fail(result, conn, target, "TLS handshake", ec);
+                failed("TLS handshake");
                 if (result.failure == FailureClass::tls)
                     append_verify_detail(result.error, conn);
                 co_return false;
@@ -285,12 +288,14 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     asio::awaitable<Transfer> transfer_on(Stream& stream, Exchange& exchange, HttpConnection& conn,
                                           HttpResult& result)
     {
-        if (stopped_) {
-            fail(result, conn, exchange.target, "write", asio::error::operation_aborted);
-            co_return Transfer::failed;
-        }
         error_code ec;
         auto token = asio::redirect_error(asio::use_awaitable, ec);
+        const auto failed = [&](std::string_view step) {
+            fail(result, conn, exchange.target, step, ec, options_.total_timeout);
+            return Transfer::failed;
+        };
+        if (stopped_)
+            co_return failed("write");
         const bool reused = conn.exchanges > 0;
         conn.arm_deadline(options_.total_timeout);
 
@@ -298,20 +303,20 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         if (ec || stopped_) {
             if (reused && is_stale_error(ec) && !conn.timed_out() && !stopped_)
                 co_return Transfer::stale;
-            fail(result, conn, exchange.target, "write", ec);
-            co_return Transfer::failed;
+            co_return failed("write");
         }
 
         http::response_parser<detail::CappedBody> parser;
         parser.header_limit(64 * 1024);
         parser.body_limit(boost::none);
         parser.get().body().limit = options_.response_body_limit;
+        if (exchange.message.method() == http::verb::head)
+            parser.skip(true);
         co_await http::async_read(stream, conn.buffer(), parser, token);
         if (ec || stopped_) {
             if (reused && !parser.got_some() && is_stale_error(ec) && !conn.timed_out() && !stopped_)
                 co_return Transfer::stale;
-            fail(result, conn, exchange.target, "read", ec);
-            co_return Transfer::failed;
+            co_return failed("read");
         }
         conn.disarm_deadline();
         ++conn.exchanges;
@@ -329,7 +334,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     /// Fills `result` for a failed step and returns false. Shutdown and the connection's own
     /// deadline take precedence over the error the aborted operation reported.
     bool fail(HttpResult& result, HttpConnection& conn, const HttpTarget& target, std::string_view step,
-              const error_code& ec) const
+              const error_code& ec, std::chrono::milliseconds limit) const
     {
         conn.disarm_deadline();
         std::string where = " (" + target.host + ":" + std::to_string(target.port) + ")";
@@ -337,8 +342,6 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
             result.failure = FailureClass::io;
             result.error = "shutdown";
         } else if (conn.timed_out()) {
-            const bool connecting = step != "write" && step != "read";
-            const auto limit = connecting ? options_.connect_timeout : options_.total_timeout;
             result.failure = FailureClass::timeout;
             result.error = std::string(step) + ": timed out after " + std::to_string(limit.count()) + " ms" + where;
         } else {
