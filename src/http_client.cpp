@@ -111,8 +111,6 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         options_.max_connections_per_origin = std::max<std::size_t>(options_.max_connections_per_origin, 1);
     }
 
-    // ---- requests --------------------------------------------------------------------------
-
     void send(HttpRequest request, Handler handler)
     {
         auto target = HttpTarget::parse(request.url);
@@ -186,6 +184,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         asio::co_spawn(strand, run(shared_from_this(), std::move(exchange), std::move(conn)), asio::detached);
     }
 
+    /// Runs one exchange on `conn`'s strand, hands the connection on and posts the handler.
+    /// The duration runs from here: after the connection slot was obtained, so it includes
+    /// connecting on a new connection but not the wait in the origin's line.
     static asio::awaitable<void> run(std::shared_ptr<Impl> self, std::unique_ptr<Exchange> exchange,
                                      std::shared_ptr<HttpConnection> conn)
     {
@@ -366,7 +367,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         complete(std::move(handler), std::move(result));
     }
 
-    // ---- pool (every function below that ends in _locked, and the callers of them, hold mutex_)
+    // add_connection, take_idle, forget and arm_sweep_locked need mutex_ held.
 
     std::shared_ptr<HttpConnection> add_connection(OriginPool& pool, const HttpTarget& target)
     {

@@ -69,12 +69,16 @@ class HttpClient {
 public:
     using Handler = std::function<void(HttpResult)>;
 
+    /// Handlers and internal work run on `executor` (which may be run by several threads).
+    /// Throws `boost::system::system_error` when `options.ca_file` cannot be loaded.
     HttpClient(boost::asio::any_io_executor executor, HttpClientOptions options = {});
     ~HttpClient();
     HttpClient(const HttpClient&) = delete;
     HttpClient& operator=(const HttpClient&) = delete;
 
-    /// Sends `request`; `handler` receives the result exactly once.
+    /// Sends `request`; `handler` (not null) receives the result exactly once, posted to the
+    /// executor, unless the executor stops running first. A request whose connection cannot be
+    /// had at once waits in its origin's line; that wait is not counted in `duration`.
     void async_send(HttpRequest request, Handler handler);
 
     /// Closes idle connections and fails requests in flight and in line; later sends fail at once.
