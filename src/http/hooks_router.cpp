@@ -66,17 +66,19 @@ std::int64_t parse_id(std::string_view segment) noexcept
 
 std::vector<std::string_view> split_path(std::string_view path)
 {
+    // "hooks/" and "hooks" are one route; "hooks//" has an empty segment and matches nothing.
     std::vector<std::string_view> segments;
     if (path.ends_with('/'))
         path.remove_suffix(1);
-    while (!path.empty()) {
+    if (path.empty())
+        return segments;
+    while (true) {
         auto slash = path.find('/');
         segments.push_back(path.substr(0, slash));
         if (slash == std::string_view::npos)
-            break;
+            return segments;
         path.remove_prefix(slash + 1);
     }
-    return segments;
 }
 
 /// The original API shows event uuids with dashes and in any case; ours are 32 lowercase hex.

@@ -93,7 +93,9 @@ Response empty_response(ReplyTo to, status s)
 {
     Response response{s, to.version};
     response.keep_alive(to.keep_alive);
-    response.prepare_payload();
+    // 1xx, 204 and 304 responses carry neither a body nor Content-Length (RFC 9110 8.6).
+    if (s != status::no_content && s != status::not_modified)
+        response.prepare_payload();
     return response;
 }
 

@@ -29,9 +29,11 @@ bool is_json_media_type(std::string_view content_type)
 
 boost::json::object read_json_object(const Request& request)
 {
-    auto content_type = request.find(boost::beast::http::field::content_type);
-    if (content_type == request.end() && request.body().empty())
+    // As in the original API, no body is no data (whatever the content type says), so that
+    // required fields are reported by name and a bare `POST .../retry/` works.
+    if (request.body().empty())
         return {};
+    auto content_type = request.find(boost::beast::http::field::content_type);
     if (content_type == request.end() || !is_json_media_type(content_type->value()))
         throw HttpError(status::unsupported_media_type, "unsupported_media_type",
                         "Unsupported media type: send the body as application/json.");

@@ -8,9 +8,8 @@
 
 namespace whisperer::http::detail {
 
-/// The body as a JSON object. An empty body without a content type is `{}` (so that required
-/// fields are reported by name); otherwise `Content-Type` must be `application/json` (415),
-/// the body valid JSON (400, code "parse_error") and an object (400).
+/// The body as a JSON object. An empty body is `{}`; otherwise `Content-Type` must be
+/// `application/json` (415), the body valid JSON (400, code "parse_error") and an object (400).
 boost::json::object read_json_object(const Request& request);
 
 } // namespace whisperer::http::detail

@@ -1,0 +1,139 @@
+// whisperer-server: serves the hooks REST API and the publish route on a SQLite file and
+// delivers what is published. See `whisperer-server --help`.
+
+#include "options.hpp"
+
+#include <whisperer/api_token.hpp>
+#include <whisperer/dispatcher.hpp>
+#include <whisperer/http/authenticator.hpp>
+#include <whisperer/http/hooks_router.hpp>
+#include <whisperer/http/server.hpp>
+#include <whisperer/registry.hpp>
+#include <whisperer/sqlite_store.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace whisperer;
+
+/// Writes timestamped log lines to stderr, one at a time from any thread.
+LogHandler stderr_log()
+{
+    auto mutex = std::make_shared<std::mutex>();
+    return [mutex](LogLevel level, std::string_view message) {
+        std::time_t now = std::time(nullptr);
+        std::tm utc{};
+        gmtime_r(&now, &utc);
+        char stamp[32];
+        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+        std::lock_guard lock(*mutex);
+        std::fprintf(stderr, "%s %-7s %.*s\n", stamp, std::string(to_string(level)).c_str(),
+                     static_cast<int>(message.size()), message.data());
+        std::fflush(stderr);
+    };
+}
+
+int create_token(const server::TokenOptions& options)
+{
+    SqliteStore store(options.db);
+    std::string key = issue_token(store, options.owner, options.admin, options.publisher);
+    std::cout << key << std::endl;
+    std::cerr << "Token for \"" << options.owner << "\"" << (options.admin ? " (admin)" : "")
+              << (options.publisher ? " (publisher)" : "")
+              << " created. It is shown only this once; send it as \"Authorization: Token <token>\".\n";
+    return 0;
+}
+
+int serve(const server::ServeOptions& options)
+{
+    LogHandler log = stderr_log();
+    Registry registry;
+    for (const std::string& type : options.event_types)
+        registry.register_json_event(type);
+    SqliteStore store(options.db);
+
+    asio::io_context ioc;
+    DispatcherOptions dispatcher_options;
+    dispatcher_options.address_filter = options.address_policy.as_filter();
+    dispatcher_options.log = log;
+    Dispatcher dispatcher(ioc.get_executor(), registry, store, dispatcher_options);
+
+    http::TokenAuthenticator authenticator(store);
+    http::RouterOptions router_options;
+    router_options.prefix = options.prefix;
+    http::HooksRouter router(registry, store, dispatcher, authenticator, router_options);
+    http::ServerOptions server_options;
+    server_options.log = log;
+    http::Server server(ioc.get_executor(), router, server_options);
+    server.listen(options.listen);
+
+    std::promise<int> stop_signal;
+    asio::signal_set signals(ioc, SIGINT, SIGTERM);
+    signals.async_wait([&stop_signal](boost::system::error_code ec, int signal) {
+        stop_signal.set_value(ec ? 0 : signal);
+    });
+
+    auto work = asio::make_work_guard(ioc);
+    std::vector<std::thread> threads;
+    for (unsigned i = 0; i < options.threads; ++i)
+        threads.emplace_back([&ioc] { ioc.run(); });
+    dispatcher.start();
+
+    auto endpoint = server.local_endpoint();
+    std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
+                                                  : endpoint.address().to_string();
+    std::string types;
+    for (const std::string& type : registry.event_types())
+        types += (types.empty() ? "" : ", ") + type;
+    log(LogLevel::info, "whisperer-server listening on http://" + host + ":" + std::to_string(endpoint.port()) +
+                            options.prefix + " (database " + options.db +
+                            ", event types: " + (types.empty() ? "none" : types) + ")");
+
+    int signal = stop_signal.get_future().get();
+    log(LogLevel::info, "signal " + std::to_string(signal) + " received, stopping");
+    // The dispatcher's stop blocks until deliveries in flight are recorded, so it runs here and
+    // not on the executor's threads.
+    server.stop();
+    dispatcher.stop();
+    work.reset();
+    ioc.stop();
+    for (std::thread& t : threads)
+        t.join();
+    log(LogLevel::info, "stopped");
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    try {
+        server::Command command = server::parse_command_line(argc, argv);
+        switch (command.kind) {
+        case server::Command::Kind::help: std::cout << server::usage(); return 0;
+        case server::Command::Kind::token_create: return create_token(command.token);
+        case server::Command::Kind::serve: return serve(command.serve);
+        }
+    } catch (const server::UsageError& e) {
+        std::cerr << "whisperer-server: " << e.what() << "\n\n" << server::usage();
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "whisperer-server: " << e.what() << '\n';
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,151 @@
+#include "options.hpp"
+
+#include <whisperer/error.hpp>
+
+#include <charconv>
+#include <string_view>
+
+namespace whisperer::server {
+
+namespace ip = boost::asio::ip;
+
+namespace {
+
+/// `HOST:PORT`, with an IPv6 host in brackets (`[::1]:8000`).
+ip::tcp::endpoint parse_endpoint(std::string_view text)
+{
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+        throw UsageError("--listen expects HOST:PORT, got \"" + std::string(text) + "\"");
+    std::string_view host = text.substr(0, colon);
+    std::string_view port_text = text.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
+        throw UsageError("--listen: \"" + std::string(port_text) + "\" is not a port number");
+    boost::system::error_code error;
+    ip::address address = ip::make_address(std::string(host), error);
+    if (error)
+        throw UsageError("--listen: \"" + std::string(host) + "\" is not an IP address");
+    return {address, static_cast<unsigned short>(port)};
+}
+
+/// Walks the arguments, handing out option values.
+class Arguments {
+public:
+    Arguments(int argc, const char* const* argv) : argc_(argc), argv_(argv) {}
+    bool done() const noexcept { return next_ >= argc_; }
+    std::string_view peek() const noexcept { return argv_[next_]; }
+    std::string_view take() { return argv_[next_++]; }
+    std::string value_of(std::string_view option)
+    {
+        if (done())
+            throw UsageError(std::string(option) + " needs a value");
+        return std::string(take());
+    }
+
+private:
+    int argc_;
+    const char* const* argv_;
+    int next_ = 1;
+};
+
+TokenOptions parse_token_create(Arguments& args)
+{
+    TokenOptions token;
+    while (!args.done()) {
+        std::string_view arg = args.take();
+        if (arg == "--db")
+            token.db = args.value_of(arg);
+        else if (arg == "--owner")
+            token.owner = args.value_of(arg);
+        else if (arg == "--admin")
+            token.admin = true;
+        else if (arg == "--publisher")
+            token.publisher = true;
+        else
+            throw UsageError("token create: unknown option \"" + std::string(arg) + "\"");
+    }
+    if (token.owner.empty())
+        throw UsageError("token create needs --owner NAME");
+    return token;
+}
+
+} // namespace
+
+Command parse_command_line(int argc, const char* const* argv)
+{
+    Arguments args(argc, argv);
+    Command command;
+    if (!args.done() && args.peek() == "token") {
+        args.take();
+        if (args.done() || args.take() != "create")
+            throw UsageError("expected \"token create\"");
+        command.kind = Command::Kind::token_create;
+        command.token = parse_token_create(args);
+        return command;
+    }
+    ServeOptions& serve = command.serve;
+    while (!args.done()) {
+        std::string_view arg = args.take();
+        if (arg == "--help" || arg == "-h") {
+            command.kind = Command::Kind::help;
+            return command;
+        }
+        if (arg == "--db") {
+            serve.db = args.value_of(arg);
+        } else if (arg == "--listen") {
+            serve.listen = parse_endpoint(args.value_of(arg));
+        } else if (arg == "--prefix") {
+            serve.prefix = args.value_of(arg);
+            if (!serve.prefix.starts_with('/'))
+                serve.prefix.insert(0, "/");
+            if (!serve.prefix.ends_with('/'))
+                serve.prefix += '/';
+        } else if (arg == "--event-type") {
+            serve.event_types.push_back(args.value_of(arg));
+        } else if (arg == "--allow-private") {
+            std::string cidr = args.value_of(arg);
+            try {
+                serve.address_policy.allow(Cidr::parse(cidr));
+            } catch (const ValidationError& e) {
+                throw UsageError(std::string("--allow-private: ") + e.what());
+            }
+        } else if (arg == "--threads") {
+            std::string n = args.value_of(arg);
+            auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), serve.threads);
+            if (ec != std::errc() || end != n.data() + n.size() || serve.threads == 0 || serve.threads > 256)
+                throw UsageError("--threads expects a number from 1 to 256");
+        } else {
+            throw UsageError("unknown option \"" + std::string(arg) + "\"");
+        }
+    }
+    return command;
+}
+
+std::string usage()
+{
+    return R"(Usage:
+  whisperer-server [--db PATH] [--listen HOST:PORT] [--prefix PATH] [--event-type NAME]...
+                   [--allow-private CIDR]... [--threads N]
+  whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]
+
+Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database and delivers
+the published events to the subscribed hooks.
+
+  --db PATH             SQLite database file (created when missing; default whisperer.db)
+  --listen HOST:PORT    address to listen on (default 127.0.0.1:8000)
+  --prefix PATH         where the API is mounted (default /whisperer/)
+  --event-type NAME     register a JSON event type; repeat for several
+  --allow-private CIDR  let deliveries reach internal addresses in CIDR (e.g. 127.0.0.0/8);
+                        loopback, private and link-local addresses are refused otherwise
+  --threads N           worker threads (default 2)
+
+token create prints a new API token once; only its hash is stored. --publisher lets the token
+publish events, --admin lets it see and manage every owner's hooks.
+)";
+}
+
+} // namespace whisperer::server

@@ -1,0 +1,54 @@
+// Command line of whisperer-server.
+#ifndef WHISPERER_SERVER_OPTIONS_HPP
+#define WHISPERER_SERVER_OPTIONS_HPP
+
+#include <whisperer/address_policy.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace whisperer::server {
+
+/// `whisperer-server [options]`: serve the API.
+struct ServeOptions {
+    std::string db = "whisperer.db";
+    boost::asio::ip::tcp::endpoint listen{boost::asio::ip::make_address("127.0.0.1"), 8000};
+    std::string prefix = "/whisperer/";
+    std::vector<std::string> event_types;
+    AddressPolicy address_policy;
+    unsigned threads = 2;
+};
+
+/// `whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]`.
+struct TokenOptions {
+    std::string db = "whisperer.db";
+    std::string owner;
+    bool admin = false;
+    bool publisher = false;
+};
+
+/// What the command line asks for.
+struct Command {
+    enum class Kind { serve, token_create, help } kind = Kind::serve;
+    ServeOptions serve;
+    TokenOptions token;
+};
+
+/// A command line that cannot be understood; the message says why.
+class UsageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Parses `argv[1..argc)`; throws `UsageError`.
+Command parse_command_line(int argc, const char* const* argv);
+
+/// The --help text.
+std::string usage();
+
+} // namespace whisperer::server
+
+#endif
