@@ -533,13 +533,16 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         HttpClient http(io.get_executor(), client_options(options));
         std::vector<HookResult> results(deliveries.size());
         std::vector<AttemptRecord> records(deliveries.size());
+        std::size_t remaining = deliveries.size();
         for (std::size_t i = 0; i < deliveries.size(); ++i) {
-            send(deliveries[i], http, trigger, [this, i, &results, &records, d = deliveries[i]](Attempt attempt,
-                                                                                               HttpResult result) {
-                results[i] = HookResult{d->hook.id, d->delivery_id, attempt};
-                run_callback(d, attempt);
-                records[i] = judge(*d, std::move(attempt), result);
-            });
+            send(deliveries[i], http, trigger,
+                 [this, i, &results, &records, &remaining, &io, d = deliveries[i]](Attempt attempt, HttpResult result) {
+                     results[i] = HookResult{d->hook.id, d->delivery_id, attempt};
+                     run_callback(d, attempt);
+                     records[i] = judge(*d, std::move(attempt), result);
+                     if (--remaining == 0)
+                         io.stop(); // Idle keep-alive connections would keep io.run() going.
+                 });
         }
         io.run();
         store.record_attempts(records);
