@@ -15,9 +15,20 @@ std::string base64_encode(std::string_view bytes)
 
 std::optional<std::string> base64_decode(std::string_view text)
 {
-    std::string padded(text);
-    while (padded.size() % 4 != 0)
-        padded += '=';
+    // EVP_DecodeBlock skips whitespace and takes '=' anywhere, so check the text first: only the
+    // alphabet, at most two '=' and only at the end, and a length that encodes whole bytes.
+    std::size_t data_length = text.find_last_not_of('=') + 1;
+    std::size_t pad = text.size() - data_length;
+    if (pad > 2 || (pad > 0 && text.size() % 4 != 0) || data_length % 4 == 1)
+        return std::nullopt;
+    for (char c : text.substr(0, data_length))
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+              c == '/'))
+            return std::nullopt;
+
+    std::string padded(text.substr(0, data_length));
+    pad = (4 - data_length % 4) % 4;
+    padded.append(pad, '=');
     if (padded.empty())
         return std::string();
     std::string out(3 * padded.size() / 4, '\0');
@@ -26,9 +37,6 @@ std::optional<std::string> base64_decode(std::string_view text)
     if (n < 0)
         return std::nullopt;
     // EVP_DecodeBlock counts padding as zero bytes; drop them.
-    std::size_t pad = 0;
-    for (auto it = padded.rbegin(); it != padded.rend() && *it == '=' && pad < 2; ++it)
-        ++pad;
     out.resize(static_cast<std::size_t>(n) - pad);
     return out;
 }

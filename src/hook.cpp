@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <cstdint>
 
 namespace whisperer {
 
@@ -60,6 +62,14 @@ void validate_http_url(std::string_view url, std::string_view field, std::size_t
         throw ValidationError(std::string(field), std::string(field) + " must use http or https.");
     if (parsed->encoded_host().empty())
         throw ValidationError(std::string(field), std::string(field) + " must name a host.");
+    // Read the port ourselves: port_number() is 0 or wraps around for ports beyond 65535.
+    if (parsed->has_port() && !parsed->port().empty()) {
+        std::string_view digits = parsed->port();
+        std::uint32_t port = 0;
+        auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+        if (ec != std::errc() || end != digits.data() + digits.size() || port == 0 || port > 65535)
+            throw ValidationError(std::string(field), std::string(field) + " must have a port from 1 to 65535.");
+    }
     if (parsed->has_userinfo())
         throw ValidationError(std::string(field),
                               std::string(field) + " may not carry credentials; use config.auth.");

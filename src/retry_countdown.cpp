@@ -29,6 +29,15 @@ std::mt19937_64& random_engine()
     return engine;
 }
 
+/// `d` as JSON, a whole number as an integer: configs and messages read as users write them
+/// (`60`, not `6E1`).
+json::value number_value(double d)
+{
+    if (std::isfinite(d) && d == std::trunc(d) && std::abs(d) < 9.0e15)
+        return static_cast<std::int64_t>(d);
+    return d;
+}
+
 std::string field_name(std::string_view kwarg)
 {
     return "retry_countdown_config.kwargs." + std::string(kwarg);
@@ -68,8 +77,8 @@ private:
             throw ValidationError(field_name(name), "kwarg \"" + std::string(name) + "\" must be a number.");
         double d = v.to_number<double>();
         if (!std::isfinite(d) || d < minimum)
-            throw ValidationError(field_name(name), "kwarg \"" + std::string(name) +
-                                                        "\" must be at least " + json::serialize(json::value(minimum)) + ".");
+            throw ValidationError(field_name(name), "kwarg \"" + std::string(name) + "\" must be at least " +
+                                                        json::serialize(number_value(minimum)) + ".");
         return d;
     }
 
@@ -210,7 +219,7 @@ const CountdownRegistry& builtin_countdowns()
 json::object with_optional(json::object kwargs, std::string_view name, std::optional<double> v)
 {
     if (v)
-        kwargs[name] = *v;
+        kwargs[name] = number_value(*v);
     return kwargs;
 }
 
@@ -225,29 +234,34 @@ RetryCountdown::RetryCountdown(std::shared_ptr<const CountdownPolicy> policy, js
 
 RetryCountdown RetryCountdown::fixed(double seconds)
 {
-    return builtin_countdowns().parse(config_of("fixed", {{"seconds", seconds}}));
+    return builtin_countdowns().parse(config_of("fixed", {{"seconds", number_value(seconds)}}));
 }
 
 RetryCountdown RetryCountdown::linear(double base, std::optional<double> limit)
 {
-    return builtin_countdowns().parse(config_of("linear", with_optional({{"base", base}}, "limit", limit)));
+    return builtin_countdowns().parse(
+        config_of("linear", with_optional({{"base", number_value(base)}}, "limit", limit)));
 }
 
 RetryCountdown RetryCountdown::exponential(double base, double factor, std::optional<double> limit)
 {
     return builtin_countdowns().parse(
-        config_of("exponential", with_optional({{"base", base}, {"factor", factor}}, "limit", limit)));
+        config_of("exponential", with_optional({{"base", number_value(base)}, {"factor", number_value(factor)}},
+                                               "limit", limit)));
 }
 
 RetryCountdown RetryCountdown::random(double min_value, double max_value)
 {
     return builtin_countdowns().parse(
-        config_of("random", {{"min_value", min_value}, {"max_value", max_value}}));
+        config_of("random",
+                  {{"min_value", number_value(min_value)}, {"max_value", number_value(max_value)}}));
 }
 
 RetryCountdown RetryCountdown::schedule(std::vector<double> delays)
 {
-    json::array array(delays.begin(), delays.end());
+    json::array array;
+    for (double d : delays)
+        array.push_back(number_value(d));
     return builtin_countdowns().parse(config_of("schedule", {{"delays", std::move(array)}}));
 }
 

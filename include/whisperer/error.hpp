@@ -37,8 +37,8 @@ inline std::error_code make_error_code(errc e) noexcept
     return {static_cast<int>(e), whisperer_category()};
 }
 
-/// The original API's code for `e` ("webhook_100_2", "event_100_3", ...), or "whisperer_<n>"
-/// for codes the original does not have.
+/// The original API's code for `e` ("webhook_100_2", "event_100_3", ...), or a "whisperer_" code
+/// ("whisperer_invalid", "whisperer_store", ...) for codes the original does not have.
 std::string_view api_code(errc e) noexcept;
 
 /// Base of every exception whisperer throws: carries an `errc` and its API code.

@@ -1,6 +1,8 @@
 #ifndef WHISPERER_EVENT_HPP
 #define WHISPERER_EVENT_HPP
 
+#include <whisperer/error.hpp>
+
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <boost/json/value_from.hpp>
@@ -54,10 +56,15 @@ class WhispererEvent : public EventBase {
 public:
     using instance_type_t = T;
 
-    /// Turns an instance into the envelope's `data`.
+    /// Turns an instance into the envelope's `data`. The default needs a Boost.JSON conversion
+    /// of `T`; without one it throws `ImproperlyConfigured`, so such an event class must override it.
     virtual boost::json::value serialize(const T& instance) const
     {
-        return boost::json::value_from(instance);
+        if constexpr (boost::json::has_value_from<T>::value)
+            return boost::json::value_from(instance);
+        else
+            throw ImproperlyConfigured("An event class whose instance type has no JSON conversion "
+                                       "must override serialize.");
     }
 
     std::type_index instance_type() const noexcept final { return typeid(T); }

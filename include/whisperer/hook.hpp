@@ -57,7 +57,8 @@ void validate_hook(const Hook& hook, const HookRules& rules = {});
 /// (case-insensitive): Content-Type, X-Whisperer-*, webhook-*, User-Agent, Host, Content-Length, ...
 bool is_reserved_header(std::string_view name) noexcept;
 
-/// The secret as a read shows it: "****" followed by its last 4 characters; empty stays empty.
+/// The secret as a read shows it: "****" followed by its last 4 characters, or only "****" when
+/// it has 8 characters or fewer (so that little of it shows); empty stays empty.
 std::string mask_secret(std::string_view secret);
 
 } // namespace whisperer

@@ -3,10 +3,13 @@
 
 #include <whisperer/event.hpp>
 
+#include <boost/json/value_from.hpp>
+
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace whisperer {
@@ -26,6 +29,11 @@ public:
     {
         static_assert(std::is_base_of_v<EventBase, E>,
                       "register_event<E>: E must derive from whisperer::WhispererEvent<T>");
+        using T = typename E::instance_type_t;
+        static_assert(boost::json::has_value_from<T>::value ||
+                          !std::is_same_v<decltype(&E::serialize),
+                                          boost::json::value (WhispererEvent<T>::*)(const T&) const>,
+                      "register_event<E>: E must override serialize when T has no Boost.JSON conversion");
         register_event(std::string(E::event_type), std::make_shared<const E>(std::forward<Args>(args)...));
     }
 
