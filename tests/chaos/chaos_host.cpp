@@ -1,0 +1,231 @@
+// The host of the crash test: a process that publishes events through a Dispatcher on a SQLite
+// file and is killed with SIGKILL at random moments by scripts/chaos, then started again on the
+// same file.
+//
+// Each run makes sure the 4 hooks exist, resumes publishing where the acknowledged log ends, and
+// after every `deliver_event` (or `async_deliver_event`) that completed appends the event's uuid to that log (one write() per
+// 33-byte line, O_APPEND; the page cache keeps it when the process is killed). Once it has
+// published its share and the outbox is empty, it stops the dispatcher and exits 0.
+//
+// Usage: whisperer_chaos_host --db FILE --acked FILE --url http://127.0.0.1:PORT --events N
+//                             [--publishers P] [--lease-ms MS]
+// Prints "phase publishing", "phase draining" and "phase done" lines on stdout as it goes.
+
+#include <whisperer/whisperer.hpp>
+
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::string_view event_type = "chaos.event";
+constexpr int hook_count = 4;
+constexpr std::size_t acked_line_size = 33; // 32 hex digits and a newline.
+
+struct Settings {
+    std::string db;
+    std::string acked;
+    std::string url;
+    std::uint64_t events = 100000;
+    unsigned publishers = 8;
+    std::chrono::milliseconds lease{1500};
+};
+
+Settings parse_arguments(int argc, char** argv)
+{
+    Settings s;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string_view name = argv[i];
+        std::string value = argv[i + 1];
+        if (name == "--db")
+            s.db = value;
+        else if (name == "--acked")
+            s.acked = value;
+        else if (name == "--url")
+            s.url = value;
+        else if (name == "--events")
+            s.events = std::stoull(value);
+        else if (name == "--publishers")
+            s.publishers = static_cast<unsigned>(std::stoul(value));
+        else if (name == "--lease-ms")
+            s.lease = std::chrono::milliseconds(std::stoll(value));
+        else
+            throw std::invalid_argument("unknown option " + std::string(name));
+    }
+    if (s.db.empty() || s.acked.empty() || s.url.empty())
+        throw std::invalid_argument("--db, --acked and --url are required");
+    if (s.publishers == 0)
+        throw std::invalid_argument("--publishers must be at least 1");
+    return s;
+}
+
+void say(const std::string& line)
+{
+    static std::mutex mutex;
+    std::lock_guard lock(mutex);
+    std::cout << line << std::endl;
+}
+
+/// Creates the hooks /h0 ... /h3 that are missing: a previous run may have been killed between
+/// two of them.
+void ensure_hooks(whisperer::SqliteStore& store, const whisperer::Registry& registry, const std::string& url)
+{
+    std::set<std::string> existing;
+    for (const whisperer::Hook& hook : store.list_hooks({.is_active = true, .limit = 100}).items)
+        existing.insert(hook.target_url);
+    for (int i = 0; i < hook_count; ++i) {
+        whisperer::Hook hook;
+        hook.owner = "chaos";
+        hook.target_url = url + "/h" + std::to_string(i);
+        if (existing.contains(hook.target_url))
+            continue;
+        hook.event_type = std::string(event_type);
+        hook.secret_key = "chaos-secret";
+        hook.retry_countdown_config = json::parse(R"({"choice": "fixed", "kwargs": {"seconds": 1}})").as_object();
+        whisperer::validate_hook(hook, {.registry = &registry});
+        store.create_hook(hook);
+    }
+}
+
+/// Events acknowledged by earlier runs: whole lines of the acked log.
+std::uint64_t acked_so_far(const std::string& path)
+{
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0)
+        return 0;
+    return static_cast<std::uint64_t>(info.st_size) / acked_line_size;
+}
+
+bool outbox_empty(whisperer::SqliteStore& store)
+{
+    return store.list_outbox({.limit = 1}).items.empty();
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    try {
+        const Settings settings = parse_arguments(argc, argv);
+
+        whisperer::Registry registry;
+        registry.register_json_event(std::string(event_type));
+        whisperer::SqliteStore store(settings.db);
+        ensure_hooks(store, registry, settings.url);
+
+        const int acked_fd = ::open(settings.acked.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (acked_fd < 0)
+            throw std::runtime_error("cannot open " + settings.acked);
+        // A line cut short by a kill would shift every later one: drop it (that event is then
+        // merely not checked).
+        if (struct stat info {}; ::fstat(acked_fd, &info) == 0 && info.st_size % acked_line_size != 0) {
+            say("dropping a partial line at the end of the acked log");
+            if (::ftruncate(acked_fd, info.st_size - info.st_size % static_cast<off_t>(acked_line_size)) != 0)
+                throw std::runtime_error("cannot truncate " + settings.acked);
+        }
+
+        asio::thread_pool pool(2);
+        whisperer::DispatcherOptions options;
+        options.lease = settings.lease;
+        options.idle_poll = 500ms;
+        options.max_connections_per_origin = 32;
+        options.log = [](whisperer::LogLevel level, std::string_view message) {
+            if (level >= whisperer::LogLevel::warning)
+                say("log " + std::string(to_string(level)) + ": " + std::string(message));
+        };
+        whisperer::Dispatcher dispatcher(pool.get_executor(), registry, store, options);
+        dispatcher.start();
+
+        const std::uint64_t first = acked_so_far(settings.acked);
+        say("phase publishing from " + std::to_string(first));
+        std::atomic<std::uint64_t> next{first};
+        std::atomic<bool> failed{false};
+        std::vector<std::thread> publishers;
+        for (unsigned p = 0; p < settings.publishers; ++p) {
+            // Half the publishers wait in deliver_event, half on async_deliver_event's future: both
+            // paths into the group commit are under test.
+            const bool use_async = p % 2 == 1;
+            publishers.emplace_back([&, use_async] {
+                for (std::uint64_t seq = next++; seq < settings.events && !failed; seq = next++) {
+                    json::value data = {{"seq", seq}, {"pid", ::getpid()}};
+                    whisperer::DeliverResult result;
+                    try {
+                        if (use_async)
+                            result = dispatcher.async_deliver_event(data, event_type, {}, asio::use_future).get();
+                        else
+                            result = dispatcher.deliver_event(data, event_type);
+                    } catch (const std::exception& e) {
+                        say(std::string("deliver_event failed: ") + e.what());
+                        failed = true;
+                        return;
+                    }
+                    if (result.hook_count != hook_count) {
+                        say("event " + result.event_uuid + " went to " + std::to_string(result.hook_count) +
+                            " hooks instead of " + std::to_string(hook_count));
+                        failed = true;
+                        return;
+                    }
+                    const std::string line = result.event_uuid + "\n";
+                    if (::write(acked_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+                        say("cannot append to the acked log");
+                        failed = true;
+                        return;
+                    }
+                }
+            });
+        }
+        for (std::thread& t : publishers)
+            t.join();
+        ::close(acked_fd);
+        if (failed)
+            return 1;
+
+        say("phase draining");
+        auto last_report = std::chrono::steady_clock::now();
+        while (!outbox_empty(store)) {
+            std::this_thread::sleep_for(100ms);
+            if (std::chrono::steady_clock::now() - last_report > 5s) {
+                last_report = std::chrono::steady_clock::now();
+                const auto c = dispatcher.counters();
+                say("delivered " + std::to_string(c.delivered) + ", retried " + std::to_string(c.retried) +
+                    ", in flight " + std::to_string(c.in_flight));
+            }
+        }
+        const auto before_stop = dispatcher.counters();
+        if (before_stop.in_flight != 0)
+            say("outbox empty with " + std::to_string(before_stop.in_flight) + " requests still in flight");
+        const auto stop_started = std::chrono::steady_clock::now();
+        dispatcher.stop();
+        const auto stop_took = std::chrono::steady_clock::now() - stop_started;
+        if (stop_took > 1s)
+            say("stop took " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(stop_took).count()) +
+                " ms");
+        const auto c = dispatcher.counters();
+        say("phase done: delivered " + std::to_string(c.delivered) + ", retried " + std::to_string(c.retried) +
+            ", failed " + std::to_string(c.failed));
+        return c.failed == 0 ? 0 : 1;
+    } catch (const std::exception& e) {
+        say(std::string("chaos host: ") + e.what());
+        return 2;
+    }
+}
