@@ -95,7 +95,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::map<std::string, HookCallback, std::less<>> callbacks; // Written before use only.
     std::set<std::string, std::less<>> callback_names;
     std::atomic<bool> wake_posted{false};
-    std::atomic<bool> accepting{true};
+    std::atomic<bool> started{false}; // Between start() and stop(), as the callers see it.
     struct {
         std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0};
     } count;
@@ -285,7 +285,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     {
         if (!running || stopping || store_backoff.count() > 0)
             return;
-        if (in_flight.size() >= options.max_in_flight)
+        // Finished attempts whose outcome is not yet recorded still count: a crash now would
+        // send them again, so they bound the duplicates a crash can cause.
+        std::size_t busy = in_flight.size() + pending_records.size();
+        if (busy >= options.max_in_flight)
             return; // Completions pump again.
         std::vector<std::int64_t> skip;
         for (const auto& [hook, n] : per_hook)
@@ -295,7 +298,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         request.worker = worker;
         request.now = Clock::now();
         request.lease = options.lease;
-        request.limit = std::min(options.claim_batch, options.max_in_flight - in_flight.size());
+        request.limit = std::min(options.claim_batch, options.max_in_flight - busy);
         request.skip_hooks = std::move(skip);
         std::vector<ClaimedDelivery> claimed;
         std::optional<TimePoint> next;
@@ -313,6 +316,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
             return;
         }
+        // Rows of saturated hooks may be due already; their completions pump again, so waking
+        // for them now would only spin.
+        if (!request.skip_hooks.empty() && next && *next <= request.now)
+            next.reset();
         sleep_until(next);
     }
 
@@ -566,7 +573,7 @@ Dispatcher::~Dispatcher()
 
 void Dispatcher::start()
 {
-    impl_->accepting = true;
+    impl_->started = true;
     asio::post(impl_->strand, [self = impl_] {
         if (self->running)
             return;
@@ -581,6 +588,8 @@ void Dispatcher::start()
 
 void Dispatcher::stop(std::chrono::milliseconds deadline)
 {
+    if (!impl_->started.exchange(false))
+        return; // Never started, or already stopped.
     auto done = std::make_shared<std::promise<void>>();
     auto future = done->get_future();
     asio::post(impl_->strand, [self = impl_, deadline, done] {

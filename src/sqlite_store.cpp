@@ -700,8 +700,10 @@ std::optional<TimePoint> SqliteStore::next_due()
                 next = next ? std::min(*next, at) : at;
             }
         };
-        consider(impl_->statement("SELECT due_at FROM outbox WHERE lease_expires IS NULL "
-                                  "ORDER BY due_at LIMIT 1"));
+        // Rows of inactive hooks are never claimed, so they must not wake anyone either.
+        consider(impl_->statement("SELECT o.due_at FROM outbox o JOIN hooks h ON h.id = o.hook_id "
+                                  "WHERE o.lease_expires IS NULL AND h.is_active = 1 "
+                                  "ORDER BY o.due_at LIMIT 1"));
         // Leased rows are the ones in flight: few, and covered by a partial index.
         consider(impl_->statement("SELECT MIN(MAX(due_at, lease_expires)) FROM outbox "
                                   "WHERE lease_expires IS NOT NULL"));

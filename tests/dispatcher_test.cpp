@@ -796,3 +796,37 @@ TEST_CASE("stop leaves undelivered events in the store for the next start", "[di
     dispatcher.start();
     REQUIRE(eventually([&] { return f.delivery_state_is(result.event_uuid, DeliveryState::delivered); }));
 }
+
+TEST_CASE("HTTPS receivers are verified against the configured CA", "[dispatcher]")
+{
+    Fixture f;
+    test::TestCa ca(f.dir.path().string());
+    test::TlsFiles trusted = ca.issue("localhost");
+    test::TlsFiles untrusted = ca.issue("localhost", true);
+    Receiver good({}, &trusted);
+    Receiver bad({}, &untrusted);
+    auto options = Fixture::fast_options();
+    options.ca_file = ca.ca_file();
+    options.max_attempts = 1;
+    f.hook(good.url("/", "localhost"));
+    f.hook(bad.url("/", "localhost"));
+    Dispatcher dispatcher(f.io.get_executor(), f.registry, f.store, options);
+    dispatcher.start();
+    auto result = dispatcher.deliver_event(Package{1, 2, "3"}, "package-created");
+    REQUIRE(good.wait_for(1));
+    CHECK(good.requests().front().header("x-whisperer-signature") ==
+          whisperer_signature("<secret>", good.requests().front().body));
+    REQUIRE(eventually([&] {
+        for (const Delivery& d : f.store.deliveries_of_event(result.event_uuid))
+            if (d.state == DeliveryState::pending)
+                return false;
+        return true;
+    }));
+    for (const Delivery& d : f.store.deliveries_of_event(result.event_uuid)) {
+        if (d.state == DeliveryState::failed)
+            CHECK(d.last_failure == FailureClass::tls);
+        else
+            CHECK(d.state == DeliveryState::delivered);
+    }
+    CHECK(bad.count() == 0);
+}
