@@ -77,6 +77,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           worker(random_worker_id()),
           wake_timer(strand),
           renew_timer(strand),
+          retention_timer(strand),
           stop_timer(strand)
     {
     }
@@ -111,6 +112,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::chrono::milliseconds store_backoff{0};
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
+    asio::steady_timer retention_timer;
     asio::steady_timer stop_timer;
     std::shared_ptr<std::promise<void>> stopped;
 
@@ -457,6 +459,28 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         });
     }
 
+    /// Deletes old finished deliveries, a bounded batch per turn so the strand is never held long.
+    void sweep_retention(std::chrono::milliseconds wait)
+    {
+        if (options.retention.count() <= 0)
+            return;
+        retention_timer.expires_after(wait);
+        retention_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec || !self->running)
+                return;
+            constexpr std::size_t batch = 1000;
+            std::size_t deleted = 0;
+            try {
+                deleted = self->store.delete_finished_before(Clock::now() - self->options.retention, batch);
+            } catch (const std::exception& e) {
+                self->log(LogLevel::warning, std::string("retention sweep failed: ") + e.what());
+            }
+            if (deleted > 0)
+                self->log(LogLevel::debug, "retention deleted " + std::to_string(deleted) + " old deliveries");
+            self->sweep_retention(deleted == batch ? std::chrono::milliseconds(10) : std::chrono::milliseconds(1h));
+        });
+    }
+
     // --- stopping (strand) ---------------------------------------------------------------------------
 
     void begin_stop(std::chrono::milliseconds deadline, std::shared_ptr<std::promise<void>> done)
@@ -500,6 +524,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         client.shutdown(); // Closes the idle keep-alive connections.
         stop_timer.cancel();
         renew_timer.cancel();
+        retention_timer.cancel();
         wake_timer.cancel();
         std::exchange(stopped, nullptr)->set_value();
     }
@@ -582,6 +607,7 @@ void Dispatcher::start()
         self->shutting_down = false;
         self->log(LogLevel::info, "dispatcher " + self->worker + " started");
         self->renew();
+        self->sweep_retention(std::chrono::milliseconds(0));
         self->pump();
     });
 }

@@ -830,3 +830,34 @@ TEST_CASE("HTTPS receivers are verified against the configured CA", "[dispatcher
     }
     CHECK(bad.count() == 0);
 }
+
+TEST_CASE("old finished deliveries are deleted by retention, pending ones never", "[dispatcher]")
+{
+    Fixture f;
+    Receiver receiver;
+    Hook hook = f.hook(receiver.url());
+    TimePoint long_ago = Clock::now() - 24h;
+    std::vector<NewEvent> events(2);
+    for (NewEvent& ev : events) {
+        ev.uuid = new_event_uuid();
+        ev.event_type = "package-created";
+        ev.body = "{}";
+        ev.created = long_ago;
+        ev.due = Clock::now() + 1000h; // the second stays pending
+    }
+    auto written = f.store.enqueue_events(events);
+    AttemptRecord done;
+    done.delivery_id = written[0].delivery_ids.at(0);
+    done.worker = "w";
+    done.attempt.number = 1;
+    done.verdict = AttemptVerdict::delivered;
+    f.store.record_attempts(std::span(&done, 1));
+
+    auto options = Fixture::fast_options();
+    options.retention = 1h;
+    Dispatcher dispatcher(f.io.get_executor(), f.registry, f.store, options);
+    dispatcher.start();
+    REQUIRE(eventually([&] { return !f.store.find_delivery(written[0].delivery_ids.at(0)); }));
+    CHECK(f.store.find_delivery(written[1].delivery_ids.at(0)).has_value());
+    CHECK(f.store.find_hook(hook.id).has_value());
+}

@@ -48,6 +48,9 @@ struct DispatcherOptions {
     std::chrono::milliseconds idle_poll{5000};
     /// `Retry-After` on 429 and 503 is honoured up to this long.
     std::chrono::seconds max_retry_after{24 * 3600};
+    /// Finished (delivered or failed) deliveries older than this are deleted, in batches, once
+    /// an hour; zero keeps them forever. Pending deliveries are never deleted.
+    std::chrono::hours retention{12 * 7 * 24};
     /// The serialised envelope may not exceed this many bytes.
     std::size_t max_payload_bytes = 256 * 1024;
     /// The envelope's data key: "data" (the seed page) or "payload" (the original's code).
