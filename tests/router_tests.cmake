@@ -1,0 +1,9 @@
+# The seed page end to end against whisperer-server, run with Python `requests`.
+# Included from tests/CMakeLists.txt: include(${CMAKE_CURRENT_SOURCE_DIR}/router_tests.cmake)
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND AND TARGET whisperer-server)
+  add_test(NAME router.seed_page
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/seed_page_test.py $<TARGET_FILE:whisperer-server>)
+  # 77: python3-requests is missing.
+  set_tests_properties(router.seed_page PROPERTIES LABELS router TIMEOUT 120 SKIP_RETURN_CODE 77)
+endif()
