@@ -34,8 +34,9 @@ struct ServerOptions {
 /// limits, timeouts and a graceful stop.
 ///
 /// Runs on the given executor (the host runs its context on as many threads as it likes).
-/// Thread safety: every member function may be called from any thread. The handler (or router)
-/// must outlive the server.
+/// Thread safety: every member function may be called from any thread. Connections still
+/// finishing a request after `stop` (or the destructor) keep running on the executor, so the
+/// handler (or router) must stay alive until the executor's context has stopped.
 class Server {
 public:
     /// Answers one request through the completion, exactly once, from any thread.
