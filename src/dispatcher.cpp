@@ -78,6 +78,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           wake_timer(strand),
           renew_timer(strand),
           retention_timer(strand),
+          batch_timer(strand),
           stop_timer(strand)
     {
     }
@@ -96,7 +97,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::map<std::string, HookCallback, std::less<>> callbacks; // Written before use only.
     std::set<std::string, std::less<>> callback_names;
     std::atomic<bool> wake_posted{false};
-    std::atomic<bool> started{false}; // Between start() and stop(), as the callers see it.
+    std::atomic<bool> running_for_callers{false}; // Between start() and stop(), as callers see it.
     struct {
         std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0};
     } count;
@@ -113,6 +114,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
     asio::steady_timer retention_timer;
+    asio::steady_timer batch_timer;
+    bool batch_armed = false;
     asio::steady_timer stop_timer;
     std::shared_ptr<std::promise<void>> stopped;
 
@@ -140,7 +143,20 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             return;
         asio::post(strand, [self = shared_from_this()] {
             self->wake_posted = false;
-            self->pump();
+            if (self->in_flight.empty()) {
+                self->pump(); // Idle: claim at once, for latency.
+                return;
+            }
+            // Busy: gather the events of the next moment into one claim instead of one each.
+            if (self->batch_armed)
+                return;
+            self->batch_armed = true;
+            self->batch_timer.expires_after(self->options.batch_window);
+            self->batch_timer.async_wait([self](boost::system::error_code ec) {
+                self->batch_armed = false;
+                if (!ec)
+                    self->pump();
+            });
         });
     }
 
@@ -214,9 +230,6 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         } else if (attempt.number >= options.max_attempts) {
             record.verdict = AttemptVerdict::failed;
             count.failed++;
-            log(LogLevel::warning, "delivery " + std::to_string(delivery.delivery_id) + " to " +
-                                       delivery.hook.target_url + " failed for good after " +
-                                       std::to_string(attempt.number) + " attempts: " + attempt.error);
         } else {
             record.verdict = AttemptVerdict::retry;
             count.retried++;
@@ -227,8 +240,32 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         }
         if (result.status == 410)
             disable_hook(delivery.hook, "The receiver answered 410 Gone.");
+        log_outcome(delivery, attempt, record);
         record.attempt = std::move(attempt);
         return record;
+    }
+
+    /// One line per attempt: what was sent where, and what came of it.
+    void log_outcome(const ClaimedDelivery& delivery, const Attempt& attempt, const AttemptRecord& record) const
+    {
+        if (!options.log)
+            return;
+        std::string line = "delivery " + std::to_string(delivery.delivery_id) + " (" + delivery.event_type + " " +
+                           delivery.event_uuid + ") to hook " + std::to_string(delivery.hook.id) + " " +
+                           delivery.hook.target_url + ", attempt " + std::to_string(attempt.number) + ": ";
+        if (attempt.succeeded())
+            line += "delivered, HTTP " + std::to_string(attempt.response_status);
+        else
+            line += std::string(to_string(attempt.failure)) + " (" + attempt.error + ")";
+        line += " in " + std::to_string(attempt.duration.count() / 1000) + " ms";
+        if (record.verdict == AttemptVerdict::retry)
+            line += "; next attempt in " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*record.next_attempt_at -
+                                                                                    Clock::now()).count()) +
+                    " s";
+        else if (record.verdict == AttemptVerdict::failed)
+            line += "; out of attempts, failed";
+        log(attempt.succeeded() ? LogLevel::info : LogLevel::warning, line);
     }
 
     std::chrono::milliseconds countdown_delay(const Hook& hook, unsigned failures) const
@@ -525,6 +562,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         stop_timer.cancel();
         renew_timer.cancel();
         retention_timer.cancel();
+        batch_timer.cancel();
         wake_timer.cancel();
         std::exchange(stopped, nullptr)->set_value();
     }
@@ -598,7 +636,7 @@ Dispatcher::~Dispatcher()
 
 void Dispatcher::start()
 {
-    impl_->started = true;
+    impl_->running_for_callers = true;
     asio::post(impl_->strand, [self = impl_] {
         if (self->running)
             return;
@@ -614,7 +652,7 @@ void Dispatcher::start()
 
 void Dispatcher::stop(std::chrono::milliseconds deadline)
 {
-    if (!impl_->started.exchange(false))
+    if (!impl_->running_for_callers.exchange(false))
         return; // Never started, or already stopped.
     auto done = std::make_shared<std::promise<void>>();
     auto future = done->get_future();

@@ -43,6 +43,9 @@ struct DispatcherOptions {
     std::chrono::milliseconds lease{10000};
     /// Outbox rows claimed per store round trip.
     std::size_t claim_batch = 256;
+    /// While requests are in flight, new events wait this long to be claimed together with the
+    /// ones that follow them; an idle dispatcher claims a new event at once.
+    std::chrono::microseconds batch_window{1000};
     /// While idle, the outbox is looked at again after this long even without a wake-up (rows
     /// added by other processes sharing the store).
     std::chrono::milliseconds idle_poll{5000};
