@@ -1,0 +1,191 @@
+#include "report.hpp"
+
+#include "measure.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value_to.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+
+#ifndef WHISPERER_BENCH_BUILD_TYPE
+#define WHISPERER_BENCH_BUILD_TYPE "unknown"
+#endif
+#ifndef WHISPERER_BENCH_CXX_FLAGS
+#define WHISPERER_BENCH_CXX_FLAGS ""
+#endif
+
+namespace whisperer::bench {
+
+namespace json = boost::json;
+
+namespace {
+
+/// The number at `path` (keys separated by '/') in `o`, or nullopt.
+std::optional<double> number_at(const json::object* o, std::string_view path)
+{
+    const json::value* v = nullptr;
+    while (o != nullptr) {
+        const auto slash = path.find('/');
+        v = o->if_contains(path.substr(0, slash));
+        if (v == nullptr)
+            return std::nullopt;
+        if (slash == std::string_view::npos)
+            break;
+        path.remove_prefix(slash + 1);
+        o = v->if_object();
+    }
+    if (v == nullptr || !v->is_number())
+        return std::nullopt;
+    return v->to_number<double>();
+}
+
+std::string format(double value, int decimals)
+{
+    char text[64];
+    std::snprintf(text, sizeof text, "%.*f", decimals, value);
+    return text;
+}
+
+/// One row of the table and of the results file's "figures".
+struct Figure {
+    std::string name;
+    std::string value;       ///< As printed, with its unit.
+    std::string ratio;       ///< To the raw limit, or empty.
+    std::string target;      ///< Empty when there is none.
+    std::optional<bool> met;
+};
+
+} // namespace
+
+json::object report(const ReportInput& input)
+{
+    // Later lines win, so a scenario run again replaces its earlier result.
+    std::map<std::string, json::object> by_key;
+    json::array scenarios;
+    std::ifstream lines(input.results);
+    if (!lines)
+        throw std::runtime_error("cannot read " + input.results);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.empty())
+            continue;
+        json::object result = json::parse(line).as_object();
+        std::string key = json::value_to<std::string>(result.at("scenario"));
+        if (const auto* d = result.if_contains("durability"))
+            key += ":" + json::value_to<std::string>(*d);
+        by_key[key] = result;
+    }
+    for (const auto& [key, result] : by_key)
+        scenarios.push_back(result);
+    auto get = [&](const std::string& key) -> const json::object* {
+        auto it = by_key.find(key);
+        return it == by_key.end() ? nullptr : &it->second;
+    };
+
+    const double raw = input.raw_rps;
+    auto ratio = [&](std::optional<double> rate) { return rate && raw > 0 ? format(*rate / raw, 3) + " x" : ""; };
+    std::vector<Figure> figures;
+    figures.push_back({"raw limit: wrk -> nginx", format(raw, 0) + " req/s", raw > 0 ? "1.000 x" : "", "", {}});
+
+    const auto throughput = number_at(get("throughput:normal"), "deliveries_per_s");
+    if (throughput)
+        figures.push_back({"throughput (synchronous=NORMAL)", format(*throughput, 0) + " /s", ratio(throughput),
+                           ">= 0.35 x raw", raw > 0 ? std::optional(*throughput / raw >= 0.35) : std::nullopt});
+    if (auto v = number_at(get("throughput:normal"), "enqueue_per_s"))
+        figures.push_back({"  deliver_event rate during it", format(*v, 0) + " /s", ratio(v), "", {}});
+    if (auto v = number_at(get("throughput:full"), "deliveries_per_s"))
+        figures.push_back({"throughput (synchronous=FULL)", format(*v, 0) + " /s", ratio(v), "(no target)", {}});
+    if (auto v = number_at(get("throughput:full"), "enqueue_per_s"))
+        figures.push_back({"  deliver_event rate during it", format(*v, 0) + " /s", ratio(v), "", {}});
+
+    for (const char* threads : {"threads_1", "threads_4"}) {
+        const auto p50 = number_at(get("host_cost"), std::string(threads) + "/p50");
+        const auto p99 = number_at(get("host_cost"), std::string(threads) + "/p99");
+        if (!p50 || !p99)
+            continue;
+        const bool one = std::string_view(threads) == "threads_1";
+        figures.push_back({std::string("host cost, ") + (one ? "1 thread" : "4 threads") + ", p50 / p99",
+                           format(*p50, 1) + " / " + format(*p99, 1) + " us", "",
+                           one ? "p99 <= 50 us" : "", one ? std::optional(*p99 <= 50) : std::nullopt});
+    }
+
+    const auto latency_p99 = number_at(get("latency"), "latency/p99");
+    if (latency_p99) {
+        figures.push_back({"latency, p50 / p99 / max",
+                           format(*number_at(get("latency"), "latency/p50"), 2) + " / " + format(*latency_p99, 2) +
+                               " / " + format(*number_at(get("latency"), "latency/max"), 1) + " ms",
+                           "", "p99 <= 5 ms", *latency_p99 <= 5});
+    }
+
+    if (auto v = number_at(get("fanout"), "deliveries_per_s"))
+        figures.push_back({"fan-out (1,000 hooks)", format(*v, 0) + " /s", ratio(v), ">= throughput",
+                           throughput ? std::optional(*v >= *throughput) : std::nullopt});
+
+    if (auto rss = number_at(get("backlog"), "peak_rss_mb")) {
+        std::string detail = format(*rss, 1) + " MB";
+        if (auto drain_rss = number_at(get("backlog"), "drain_peak_rss_mb"))
+            detail += " (drain " + format(*drain_rss, 1) + ")";
+        figures.push_back({"backlog (1,000,000): peak RSS", detail, "", "<= 200 MB", *rss <= 200});
+    }
+    if (auto v = number_at(get("backlog"), "drain_per_s")) {
+        const json::value* complete = get("backlog")->if_contains("drain_complete");
+        const bool cut = complete != nullptr && complete->is_bool() && !complete->as_bool();
+        figures.push_back({cut ? "backlog: drain rate (cut short)" : "backlog: drain rate", format(*v, 0) + " /s",
+                           ratio(v), ">= 0.8 x throughput",
+                           throughput ? std::optional(*v >= 0.8 * *throughput) : std::nullopt});
+    }
+
+    if (auto p99 = number_at(get("isolation"), "latency/p99")) {
+        figures.push_back({"isolation, p50 / p99 / max",
+                           format(*number_at(get("isolation"), "latency/p50"), 2) + " / " + format(*p99, 2) + " / " +
+                               format(*number_at(get("isolation"), "latency/max"), 1) + " ms",
+                           "", "p99 <= 2 x latency p99",
+                           latency_p99 ? std::optional(*p99 <= 2 * *latency_p99) : std::nullopt});
+    }
+
+    if (auto v = number_at(get("idle"), "cpu_percent"))
+        figures.push_back({"idle (100,000 waiting): CPU", format(*v, 3) + " % of a core", "", "< 1 %", *v < 1});
+
+    const Machine machine = this_machine();
+    std::cout << "\nwhisperer benchmarks on " << machine.cores << " cores, " << machine.cpu_model << " (Linux "
+              << machine.kernel << ")\nbuild: " << WHISPERER_BENCH_BUILD_TYPE << " " << WHISPERER_BENCH_CXX_FLAGS
+              << "; raw limit: " << input.raw_detail << "\n\n";
+    std::printf("%-36s %-30s %-10s %-24s %s\n", "figure", "value", "vs raw", "target", "met");
+    std::printf("%s\n", std::string(108, '-').c_str());
+    json::array figures_json;
+    for (const Figure& f : figures) {
+        const char* met = !f.met ? "" : *f.met ? "yes" : "NO";
+        std::printf("%-36s %-30s %-10s %-24s %s\n", f.name.c_str(), f.value.c_str(), f.ratio.c_str(),
+                    f.target.c_str(), met);
+        json::object row{{"figure", f.name}, {"value", f.value}, {"ratio_to_raw", f.ratio}, {"target", f.target}};
+        row["met"] = f.met ? json::value(*f.met) : json::value(nullptr);
+        figures_json.push_back(std::move(row));
+    }
+
+    char when[32];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    json::object out;
+    out["date"] = when;
+    out["machine"] = {{"cores", machine.cores}, {"cpu_model", machine.cpu_model}, {"kernel", machine.kernel}};
+    out["build"] = {{"type", WHISPERER_BENCH_BUILD_TYPE}, {"cxx_flags", WHISPERER_BENCH_CXX_FLAGS}};
+    out["raw_limit"] = {{"requests_per_s", raw}, {"how", input.raw_detail}};
+    out["figures"] = std::move(figures_json);
+    out["scenarios"] = std::move(scenarios);
+    if (!input.output.empty()) {
+        std::ofstream file(input.output);
+        file << json::serialize(out) << "\n";
+        if (!file)
+            throw std::runtime_error("cannot write " + input.output);
+        std::cout << "\nresults written to " << input.output << "\n";
+    }
+    return out;
+}
+
+} // namespace whisperer::bench

@@ -1,0 +1,546 @@
+#include "scenarios.hpp"
+
+#include "measure.hpp"
+#include "receiver.hpp"
+#include "timed_store.hpp"
+
+#include <whisperer/whisperer.hpp>
+
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <semaphore>
+#include <stdexcept>
+#include <thread>
+
+namespace whisperer::bench {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::string_view event_type = "bench.event";
+
+/// The instance every scenario delivers: a small host record, numbered so arrivals can be matched.
+json::object event_data(std::size_t seq)
+{
+    return json::object{{"seq", seq},
+                        {"id", 1000 + seq},
+                        {"transfer_id", 49},
+                        {"order_number", "248398923123"},
+                        {"status", "created"}};
+}
+
+std::string_view to_string(SqliteDurability d)
+{
+    return d == SqliteDurability::full ? "full" : "normal";
+}
+
+/// One SQLite file store, a registry and a dispatcher on a thread pool of its own.
+/// The file is removed when the bench ends.
+class Bench {
+public:
+    Bench(const Options& options, const std::string& name, SqliteDurability durability = SqliteDurability::normal,
+          DispatcherOptions dispatcher_options = {})
+        : path_(remove_files(options.dir + "/whisperer-bench-" + name + ".db")),
+          store_(path_, SqliteOptions{.durability = durability}),
+          timed_(store_),
+          pool_(options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency())),
+          dispatcher_(make_dispatcher(dispatcher_options))
+    {
+    }
+
+    ~Bench()
+    {
+        dispatcher_.reset();
+        pool_.join();
+        remove_files(path_);
+    }
+
+    Dispatcher& dispatcher() { return *dispatcher_; }
+    SqliteStore& store() { return store_; }
+
+    Hook add_hook(const std::string& url, std::string_view type = event_type)
+    {
+        Hook hook;
+        hook.owner = "bench";
+        hook.target_url = url;
+        hook.event_type = std::string(type);
+        hook.secret_key = "bench-secret-0123456789abcdef";
+        hook.retry_countdown_config = json::object{{"choice", "linear"}, {"kwargs", {{"base", 60}, {"limit", 600}}}};
+        validate_hook(hook, {.registry = &registry_});
+        return store_.create_hook(hook);
+    }
+
+    /// Stops the dispatcher, cutting requests still in flight after `deadline`.
+    void stop(std::chrono::milliseconds deadline) { dispatcher_->stop(deadline); }
+
+    /// Waits until `expected` deliveries were answered 2xx and every outcome is in the store
+    /// (the outbox is empty). Throws after `timeout`.
+    void wait_delivered(std::uint64_t expected, std::chrono::seconds timeout)
+    {
+        if (!try_wait_delivered(expected, timeout))
+            throw std::runtime_error("timed out: " + std::to_string(dispatcher_->counters().delivered) + " of " +
+                                     std::to_string(expected) + " delivered");
+    }
+
+    /// `wait_delivered` that returns false after `timeout` instead of throwing.
+    bool try_wait_delivered(std::uint64_t expected, std::chrono::duration<double> timeout)
+    {
+        const auto deadline = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(timeout);
+        while (dispatcher_->counters().delivered < expected) {
+            if (SteadyClock::now() > deadline)
+                return false;
+            std::this_thread::sleep_for(200us);
+        }
+        while (store_.next_due()) {
+            if (SteadyClock::now() > deadline)
+                return false;
+            std::this_thread::sleep_for(200us);
+        }
+        return true;
+    }
+
+    /// The dispatcher's counters, with the timings of its store calls.
+    json::object counters() const
+    {
+        auto c = dispatcher_->counters();
+        return {{"queued", c.queued},   {"delivered", c.delivered}, {"retried", c.retried},
+                {"failed", c.failed},   {"store", timed_.stats()}};
+    }
+
+private:
+    static std::string remove_files(const std::string& path)
+    {
+        for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+            std::filesystem::remove(path + suffix);
+        return path;
+    }
+
+    std::unique_ptr<Dispatcher> make_dispatcher(DispatcherOptions options)
+    {
+        registry_.register_json_event(std::string(event_type));
+        registry_.register_json_event("bench.fanout");
+        return std::make_unique<Dispatcher>(pool_.get_executor(), registry_, timed_, std::move(options));
+    }
+
+    std::string path_;
+    Registry registry_;
+    SqliteStore store_;
+    TimedStore timed_; // What the dispatcher uses: times its store calls.
+    asio::thread_pool pool_;
+    std::unique_ptr<Dispatcher> dispatcher_;
+};
+
+/// Runs `body(thread_index, first, last)` on `threads` threads over [0, count) split evenly.
+template <class Body>
+void in_parallel(unsigned threads, std::size_t count, Body body)
+{
+    std::vector<std::thread> running;
+    for (unsigned t = 0; t < threads; ++t) {
+        const std::size_t first = count * t / threads, last = count * (t + 1) / threads;
+        running.emplace_back([&body, t, first, last] { body(t, first, last); });
+    }
+    for (auto& thread : running)
+        thread.join();
+}
+
+json::object summary_json(const Summary& s, double scale, const char* unit)
+{
+    return {{"unit", unit},          {"count", s.count},    {"mean", s.mean * scale},
+            {"p50", s.p50 * scale},  {"p99", s.p99 * scale}, {"max", s.max * scale}};
+}
+
+/// The sequence number of a delivered envelope (`"seq":N` is the first key of its data).
+std::optional<std::size_t> sequence_of(std::string_view body)
+{
+    constexpr std::string_view key = "\"seq\":";
+    const auto at = body.find(key);
+    if (at == std::string_view::npos)
+        return std::nullopt;
+    std::size_t seq = 0;
+    const char* first = body.data() + at + key.size();
+    if (std::from_chars(first, body.data() + body.size(), seq).ec != std::errc{})
+        return std::nullopt;
+    return seq;
+}
+
+/// Delivers events at a steady rate and records, per event, the time of the `deliver_event` call
+/// and of the arrival at an in-process receiver.
+class LatencyProbe {
+public:
+    explicit LatencyProbe(std::size_t events) : called_(events), arrived_(events) {}
+
+    void on_arrival(const ReceivedRequest& request, SteadyClock::time_point at)
+    {
+        auto seq = sequence_of(request.body);
+        if (!seq || *seq >= arrived_.size())
+            return;
+        std::int64_t expected = 0;
+        if (arrived_[*seq].compare_exchange_strong(expected, at.time_since_epoch().count()))
+            ++arrivals_;
+    }
+
+    /// Calls `deliver_event` `rate` times a second on a fixed schedule (not delayed by slow calls).
+    double run(Dispatcher& dispatcher, double rate)
+    {
+        const auto period = std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(1.0 / rate));
+        const auto start = SteadyClock::now() + 10ms;
+        for (std::size_t i = 0; i < called_.size(); ++i) {
+            std::this_thread::sleep_until(start + period * static_cast<long>(i));
+            called_[i] = SteadyClock::now().time_since_epoch().count();
+            dispatcher.deliver_event(event_data(i), event_type);
+        }
+        return static_cast<double>(called_.size()) / seconds_since(start);
+    }
+
+    /// Waits until every event arrived, or `timeout` passed; returns how many arrived.
+    std::size_t wait(std::chrono::seconds timeout)
+    {
+        const auto deadline = SteadyClock::now() + timeout;
+        while (arrivals_ < called_.size() && SteadyClock::now() < deadline)
+            std::this_thread::sleep_for(1ms);
+        return arrivals_;
+    }
+
+    /// Call-to-arrival latencies in milliseconds.
+    json::object latencies()
+    {
+        std::vector<double> ms;
+        ms.reserve(called_.size());
+        for (std::size_t i = 0; i < called_.size(); ++i)
+            if (const std::int64_t at = arrived_[i].load(); at != 0)
+                ms.push_back(static_cast<double>(at - called_[i]) / 1e6);
+        Summary s = summarize(ms);
+        return summary_json(s, 1.0, "ms");
+    }
+
+private:
+    std::vector<std::int64_t> called_;
+    std::vector<std::atomic<std::int64_t>> arrived_;
+    std::atomic<std::size_t> arrivals_{0};
+};
+
+/// Queues `count` events with `async_deliver_event`, at most `window` unconfirmed at once, and
+/// waits until all are durable. Throws on the first failure.
+void queue_events(Dispatcher& dispatcher, std::size_t count, std::size_t window = 8192)
+{
+    std::counting_semaphore<> slots(static_cast<std::ptrdiff_t>(window));
+    std::atomic<std::size_t> done{0}, failed{0};
+    for (std::size_t i = 0; i < count; ++i) {
+        slots.acquire();
+        dispatcher.async_deliver_event(json::value(event_data(i)), event_type, {},
+                                       [&](boost::system::error_code ec, DeliverResult) {
+                                           if (ec)
+                                               ++failed;
+                                           ++done;
+                                           slots.release();
+                                       });
+    }
+    while (done < count)
+        std::this_thread::sleep_for(1ms);
+    if (failed != 0)
+        throw std::runtime_error(std::to_string(failed.load()) + " events could not be queued");
+}
+
+json::object scenario(std::string_view name)
+{
+    return {{"scenario", name}};
+}
+
+} // namespace
+
+json::object run_throughput(const Options& options)
+{
+    Bench bench(options, "throughput", options.durability);
+    bench.add_hook(options.url + "/");
+    bench.dispatcher().start();
+
+    const auto start = SteadyClock::now();
+    in_parallel(options.producers, options.events, [&](unsigned, std::size_t first, std::size_t last) {
+        for (std::size_t i = first; i < last; ++i)
+            bench.dispatcher().deliver_event(event_data(i), event_type);
+    });
+    const double enqueue_s = seconds_since(start);
+    bench.wait_delivered(options.events, 600s);
+    const double total_s = seconds_since(start);
+
+    json::object r = scenario("throughput");
+    r["durability"] = to_string(options.durability);
+    r["events"] = options.events;
+    r["producers"] = options.producers;
+    r["seconds"] = total_s;
+    r["deliveries_per_s"] = static_cast<double>(options.events) / total_s;
+    r["enqueue_per_s"] = static_cast<double>(options.events) / enqueue_s;
+    r["counters"] = bench.counters();
+    return r;
+}
+
+json::object run_host_cost(const Options& options)
+{
+    Bench bench(options, "host-cost");
+    bench.add_hook(options.url + "/");
+    bench.dispatcher().start();
+
+    json::object r = scenario("host_cost");
+    r["calls"] = options.calls;
+    std::size_t delivered = 0;
+    for (unsigned threads : {1u, 4u}) {
+        std::vector<std::vector<double>> per_thread(threads);
+        in_parallel(threads, options.calls, [&](unsigned t, std::size_t first, std::size_t last) {
+            auto& sample = per_thread[t];
+            sample.reserve(last - first);
+            for (std::size_t i = first; i < last; ++i) {
+                const auto before = SteadyClock::now();
+                bench.dispatcher().deliver_event(event_data(i), event_type);
+                sample.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - before).count());
+            }
+        });
+        std::vector<double> all;
+        for (auto& sample : per_thread)
+            all.insert(all.end(), sample.begin(), sample.end());
+        Summary s = summarize(all);
+        r["threads_" + std::to_string(threads)] = summary_json(s, 1.0, "us");
+        delivered += options.calls;
+        // The next run starts with an empty outbox, like the first.
+        bench.wait_delivered(delivered, 600s);
+    }
+    r["counters"] = bench.counters();
+    return r;
+}
+
+json::object run_latency(const Options& options)
+{
+    const auto events = static_cast<std::size_t>(options.rate * options.seconds);
+    LatencyProbe probe(events);
+    Receiver receiver(Receiver::Mode::answer,
+                      [&](const ReceivedRequest& request, SteadyClock::time_point at) { probe.on_arrival(request, at); });
+    Bench bench(options, "latency");
+    bench.add_hook(receiver.url("/"));
+    bench.dispatcher().start();
+
+    const double achieved = probe.run(bench.dispatcher(), options.rate);
+    const std::size_t arrived = probe.wait(60s);
+
+    json::object r = scenario("latency");
+    r["rate"] = options.rate;
+    r["achieved_rate"] = achieved;
+    r["events"] = events;
+    r["arrived"] = arrived;
+    r["latency"] = probe.latencies();
+    r["counters"] = bench.counters();
+    return r;
+}
+
+json::object run_isolation(const Options& options)
+{
+    const auto events = static_cast<std::size_t>(options.rate * options.seconds);
+    LatencyProbe probe(events);
+    Receiver receiver(Receiver::Mode::answer,
+                      [&](const ReceivedRequest& request, SteadyClock::time_point at) { probe.on_arrival(request, at); });
+    Receiver stalled(Receiver::Mode::stall);
+    Bench bench(options, "isolation");
+    bench.add_hook(receiver.url("/"));
+    bench.add_hook(stalled.url("/"));
+    bench.dispatcher().start();
+
+    const double achieved = probe.run(bench.dispatcher(), options.rate);
+    const std::size_t arrived = probe.wait(60s);
+
+    json::object r = scenario("isolation");
+    r["rate"] = options.rate;
+    r["achieved_rate"] = achieved;
+    r["events"] = events;
+    r["arrived"] = arrived;
+    r["latency"] = probe.latencies();
+    r["counters"] = bench.counters();
+    bench.stop(100ms);
+    return r;
+}
+
+json::object run_fanout(const Options& options)
+{
+    Bench bench(options, "fanout");
+    for (std::size_t i = 0; i < options.hooks; ++i)
+        bench.add_hook(options.url + "/hook/" + std::to_string(i), "bench.fanout");
+    bench.dispatcher().start();
+
+    const std::size_t deliveries = options.hooks * options.fanout_events;
+    const auto start = SteadyClock::now();
+    in_parallel(options.producers, options.fanout_events, [&](unsigned, std::size_t first, std::size_t last) {
+        for (std::size_t i = first; i < last; ++i)
+            bench.dispatcher().deliver_event(event_data(i), "bench.fanout");
+    });
+    const double enqueue_s = seconds_since(start);
+    bench.wait_delivered(deliveries, 600s);
+    const double total_s = seconds_since(start);
+
+    json::object r = scenario("fanout");
+    r["hooks"] = options.hooks;
+    r["events"] = options.fanout_events;
+    r["deliveries"] = deliveries;
+    r["seconds"] = total_s;
+    r["deliveries_per_s"] = static_cast<double>(deliveries) / total_s;
+    r["enqueue_seconds"] = enqueue_s;
+    r["counters"] = bench.counters();
+    return r;
+}
+
+json::object run_backlog(const Options& options)
+{
+    Bench bench(options, "backlog");
+    bench.add_hook(options.url + "/");
+
+    // Queued with no worker running, as while the receiver was down: the outbox holds them all.
+    const auto fill_start = SteadyClock::now();
+    queue_events(bench.dispatcher(), options.backlog);
+    const double fill_s = seconds_since(fill_start);
+    const long fill_peak_kb = proc_status_kb("VmHWM");
+    const long rss_before_kb = proc_status_kb("VmRSS");
+    const bool reset = reset_peak_rss();
+
+    std::atomic<bool> sampling{true};
+    std::atomic<long> sampled_peak_kb{0};
+    std::thread sampler([&] {
+        while (sampling) {
+            sampled_peak_kb = std::max(sampled_peak_kb.load(), proc_status_kb("VmRSS"));
+            std::this_thread::sleep_for(20ms);
+        }
+    });
+    const auto start = SteadyClock::now();
+    bench.dispatcher().start();
+    // A drain slower than the limit is cut short: its rate is measured over what it delivered.
+    const bool complete = bench.try_wait_delivered(options.backlog, std::chrono::duration<double>(options.drain_limit));
+    const double drain_s = seconds_since(start);
+    const auto drained = bench.dispatcher().counters().delivered;
+    sampling = false;
+    sampler.join();
+    const long drain_peak_kb = reset ? proc_status_kb("VmHWM") : sampled_peak_kb.load();
+
+    json::object r = scenario("backlog");
+    r["deliveries"] = options.backlog;
+    r["fill_seconds"] = fill_s;
+    r["fill_per_s"] = static_cast<double>(options.backlog) / fill_s;
+    r["drain_complete"] = complete;
+    r["drained"] = drained;
+    r["drain_seconds"] = drain_s;
+    r["drain_per_s"] = static_cast<double>(drained) / drain_s;
+    r["rss_before_drain_mb"] = static_cast<double>(rss_before_kb) / 1024;
+    r["drain_peak_rss_mb"] = static_cast<double>(drain_peak_kb) / 1024;
+    r["fill_peak_rss_mb"] = static_cast<double>(fill_peak_kb) / 1024;
+    r["peak_rss_mb"] = static_cast<double>(std::max(fill_peak_kb, drain_peak_kb)) / 1024;
+    r["counters"] = bench.counters();
+    bench.stop(1s);
+    return r;
+}
+
+json::object run_idle(const Options& options)
+{
+    Bench bench(options, "idle");
+    const Hook hook = bench.add_hook(options.url + "/");
+
+    // Each delivery gets one failed attempt and a retry due in an hour, as a dispatcher would
+    // record it; then the dispatcher starts with nothing due.
+    queue_events(bench.dispatcher(), options.idle_deliveries);
+    const TimePoint retry_at = Clock::now() + 1h;
+    for (;;) {
+        ClaimRequest claim{.worker = "bench-filler", .now = Clock::now(), .lease = 60s, .limit = 2000};
+        auto claimed = bench.store().claim_due(claim);
+        if (claimed.empty())
+            break;
+        std::vector<AttemptRecord> records;
+        records.reserve(claimed.size());
+        for (const ClaimedDelivery& d : claimed) {
+            AttemptRecord record{.delivery_id = d.delivery_id, .worker = claim.worker};
+            record.attempt = {.number = 1, .started_at = Clock::now(), .response_status = 503,
+                              .failure = FailureClass::http_status, .error = "HTTP 503"};
+            record.verdict = AttemptVerdict::retry;
+            record.next_attempt_at = retry_at;
+            records.push_back(std::move(record));
+        }
+        bench.store().record_attempts(records);
+    }
+
+    bench.dispatcher().start();
+    std::this_thread::sleep_for(1s);
+    const auto cpu_before = process_cpu_time();
+    const auto start = SteadyClock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(options.idle_seconds));
+    const double wall_s = seconds_since(start);
+    const auto cpu = process_cpu_time() - cpu_before;
+
+    json::object r = scenario("idle");
+    r["waiting"] = options.idle_deliveries;
+    r["seconds"] = wall_s;
+    r["cpu_ms"] = static_cast<double>(cpu.count()) / 1000;
+    r["cpu_percent"] = static_cast<double>(cpu.count()) / 1e6 / wall_s * 100;
+    r["counters"] = bench.counters();
+    return r;
+}
+
+json::object write_wrk_script(const Options& options)
+{
+    std::mutex mutex;
+    std::optional<ReceivedRequest> captured;
+    Receiver receiver(Receiver::Mode::answer, [&](const ReceivedRequest& request, SteadyClock::time_point) {
+        std::lock_guard lock(mutex);
+        captured = request;
+    });
+    Bench bench(options, "wrk-script");
+    bench.add_hook(receiver.url("/"));
+    bench.dispatcher().start();
+    bench.dispatcher().deliver_event(event_data(1), event_type);
+    bench.wait_delivered(1, 30s);
+
+    std::lock_guard lock(mutex);
+    if (!captured)
+        throw std::runtime_error("the receiver saw no request");
+    auto quoted = [](std::string_view s) {
+        std::string q = "\"";
+        for (unsigned char c : s) {
+            if (c == '"' || c == '\\') {
+                q += '\\';
+                q += static_cast<char>(c);
+            } else if (c < 0x20 || c >= 0x7f) {
+                char escaped[8];
+                std::snprintf(escaped, sizeof escaped, "\\%03u", c);
+                q += escaped;
+            } else {
+                q += static_cast<char>(c);
+            }
+        }
+        return q + "\"";
+    };
+    std::ofstream lua(options.wrk_script);
+    lua << "-- The request whisperer sent for one bench event, captured at a receiver.\n";
+    lua << "wrk.method = " << quoted(captured->method) << "\n";
+    lua << "wrk.body = " << quoted(captured->body) << "\n";
+    json::array headers;
+    for (const auto& [name, value] : captured->headers) {
+        // wrk sets the framing and the host of its own target.
+        if (boost::beast::iequals(name, "Host") || boost::beast::iequals(name, "Content-Length"))
+            continue;
+        lua << "wrk.headers[" << quoted(name) << "] = " << quoted(value) << "\n";
+        headers.push_back(json::string(name));
+    }
+    if (!lua)
+        throw std::runtime_error("cannot write " + options.wrk_script);
+
+    json::object r = scenario("wrk_script");
+    r["body_bytes"] = captured->body.size();
+    r["headers"] = std::move(headers);
+    return r;
+}
+
+} // namespace whisperer::bench

@@ -1,0 +1,48 @@
+// The benchmark scenarios: each runs in its own process and returns its figures as JSON.
+#ifndef WHISPERER_BENCH_SCENARIOS_HPP
+#define WHISPERER_BENCH_SCENARIOS_HPP
+
+#include <whisperer/sqlite_store.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <cstddef>
+#include <string>
+
+namespace whisperer::bench {
+
+/// Every knob of every scenario, with the sizes the performance targets are stated for.
+struct Options {
+    std::string url;                   ///< The nginx receiver, e.g. `http://127.0.0.1:8080`.
+    std::string dir = "/tmp";          ///< Where the SQLite files go (removed afterwards).
+    unsigned threads = 0;              ///< Threads running the dispatcher's executor; 0: one per core.
+    unsigned producers = 4;            ///< Threads calling `deliver_event` in throughput and fan-out.
+    SqliteDurability durability = SqliteDurability::normal;
+    std::size_t events = 200'000;      ///< throughput
+    std::size_t calls = 100'000;       ///< host_cost, per thread count
+    double rate = 1000;                ///< latency and isolation: events per second
+    double seconds = 30;               ///< latency and isolation: how long
+    std::size_t hooks = 1000;          ///< fan-out
+    std::size_t fanout_events = 200;   ///< fan-out
+    std::size_t backlog = 1'000'000;   ///< backlog: deliveries queued before the receiver is up
+    double drain_limit = 600;          ///< backlog: seconds the drain may take before it is cut short
+    std::size_t idle_deliveries = 100'000;
+    double idle_seconds = 10;
+    std::string wrk_script;            ///< wrk_script: where to write the Lua script
+};
+
+boost::json::object run_throughput(const Options& options);
+boost::json::object run_host_cost(const Options& options);
+boost::json::object run_latency(const Options& options);
+boost::json::object run_fanout(const Options& options);
+boost::json::object run_backlog(const Options& options);
+boost::json::object run_isolation(const Options& options);
+boost::json::object run_idle(const Options& options);
+
+/// Captures one real delivery at an in-process receiver and writes a wrk Lua script that POSTs
+/// the same body with the same headers.
+boost::json::object write_wrk_script(const Options& options);
+
+} // namespace whisperer::bench
+
+#endif

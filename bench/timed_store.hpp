@@ -1,0 +1,144 @@
+// A store that forwards to another and times the calls the dispatcher makes on its hot path.
+#ifndef WHISPERER_BENCH_TIMED_STORE_HPP
+#define WHISPERER_BENCH_TIMED_STORE_HPP
+
+#include <whisperer/subscription_store.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <array>
+#include <chrono>
+#include <mutex>
+#include <type_traits>
+
+namespace whisperer::bench {
+
+/// Forwards every call to `inner`; for the outbox and enqueue calls it also counts calls, rows
+/// and the time each call took (waiting for the store's lock included). Thread-safe.
+class TimedStore final : public SubscriptionStore {
+public:
+    explicit TimedStore(SubscriptionStore& inner) : inner_(inner) {}
+
+    /// `{operation: {calls, rows, mean_us, max_us, busy_s}}` for every timed operation called.
+    boost::json::object stats() const
+    {
+        std::lock_guard lock(mutex_);
+        boost::json::object out;
+        for (std::size_t i = 0; i < names_.size(); ++i) {
+            const Stat& s = stats_[i];
+            if (s.calls == 0)
+                continue;
+            out[names_[i]] = {{"calls", s.calls},
+                              {"rows", s.rows},
+                              {"mean_us", s.total_us / static_cast<double>(s.calls)},
+                              {"max_us", s.max_us},
+                              {"busy_s", s.total_us / 1e6}};
+        }
+        return out;
+    }
+
+    std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
+    {
+        return timed(enqueue, events.size(), [&] { return inner_.enqueue_events(events); });
+    }
+    std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) override
+    {
+        Timer t(*this, claim);
+        auto claimed = inner_.claim_due(request);
+        t.rows = claimed.size();
+        return claimed;
+    }
+    void record_attempts(std::span<const AttemptRecord> records) override
+    {
+        timed(record, records.size(), [&] { inner_.record_attempts(records); });
+    }
+    std::optional<TimePoint> next_due() override
+    {
+        return timed(next, 1, [&] { return inner_.next_due(); });
+    }
+    void renew_leases(const std::string& worker, std::span<const std::int64_t> ids, TimePoint until) override
+    {
+        timed(renew, ids.size(), [&] { inner_.renew_leases(worker, ids, until); });
+    }
+
+    Hook create_hook(const Hook& hook) override { return inner_.create_hook(hook); }
+    std::optional<Hook> find_hook(std::int64_t id) override { return inner_.find_hook(id); }
+    Hook update_hook(const Hook& hook) override { return inner_.update_hook(hook); }
+    bool deactivate_hook(std::int64_t id, const std::string& reason) override
+    {
+        return inner_.deactivate_hook(id, reason);
+    }
+    Page<Hook> list_hooks(const HookQuery& query) override { return inner_.list_hooks(query); }
+    std::vector<Hook> active_hooks(const std::string& type, const boost::json::object& filter) override
+    {
+        return inner_.active_hooks(type, filter);
+    }
+    std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts) override
+    {
+        return inner_.find_delivery(id, with_attempts);
+    }
+    std::vector<Delivery> deliveries_of_event(const std::string& uuid) override
+    {
+        return inner_.deliveries_of_event(uuid);
+    }
+    Page<Delivery> list_deliveries(const DeliveryQuery& query) override { return inner_.list_deliveries(query); }
+    bool requeue(std::int64_t id, TimePoint due) override { return inner_.requeue(id, due); }
+    std::size_t requeue_failed(std::int64_t hook_id, TimePoint since, TimePoint until, TimePoint due,
+                               std::size_t limit) override
+    {
+        return inner_.requeue_failed(hook_id, since, until, due, limit);
+    }
+    void release_leases(const std::string& worker, std::span<const std::int64_t> ids) override
+    {
+        inner_.release_leases(worker, ids);
+    }
+    Page<OutboxEntry> list_outbox(const OutboxQuery& query) override { return inner_.list_outbox(query); }
+    void add_token(const std::string& key, const ApiToken& token) override { inner_.add_token(key, token); }
+    std::optional<ApiToken> find_token(const std::string& key) override { return inner_.find_token(key); }
+    std::size_t delete_finished_before(TimePoint before, std::size_t limit) override
+    {
+        return inner_.delete_finished_before(before, limit);
+    }
+
+private:
+    enum Operation { enqueue, claim, record, next, renew, operation_count };
+    struct Stat {
+        std::uint64_t calls = 0, rows = 0;
+        double total_us = 0, max_us = 0;
+    };
+    struct Timer {
+        Timer(TimedStore& store, Operation op) : store_(store), op_(op) {}
+        ~Timer()
+        {
+            const double us =
+                std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - started_).count();
+            std::lock_guard lock(store_.mutex_);
+            Stat& s = store_.stats_[op_];
+            ++s.calls;
+            s.rows += rows;
+            s.total_us += us;
+            s.max_us = std::max(s.max_us, us);
+        }
+        TimedStore& store_;
+        Operation op_;
+        std::size_t rows = 0;
+        std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+    };
+    template <class F>
+    std::invoke_result_t<F&> timed(Operation op, std::size_t rows, F f)
+    {
+        Timer t(*this, op);
+        t.rows = rows;
+        return f();
+    }
+
+    static constexpr std::array<const char*, operation_count> names_{"enqueue_events", "claim_due",
+                                                                     "record_attempts", "next_due", "renew_leases"};
+    SubscriptionStore& inner_;
+    mutable std::mutex mutex_;
+    std::array<Stat, operation_count> stats_{};
+};
+
+} // namespace whisperer::bench
+
+#endif
