@@ -1,6 +1,7 @@
 // The dispatcher against real receivers on 127.0.0.1 and real SQLite files.
 
 #include "catch.hpp"
+#include "eventually.hpp"
 #include "receiver.hpp"
 #include "temp_dir.hpp"
 
@@ -21,6 +22,8 @@ using test::Receiver;
 using test::ReceivedRequest;
 using test::Reply;
 namespace json = boost::json;
+
+using whisperer::test::eventually;
 
 namespace {
 
@@ -46,19 +49,6 @@ public:
     static constexpr std::string_view event_type = "stamped";
     void customize_payload(json::object& envelope) const override { envelope["stamp"] = "yes"; }
 };
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds timeout = 10s)
-{
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > until)
-            return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
 
 json::object fixed_countdown(double seconds)
 {

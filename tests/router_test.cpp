@@ -2,6 +2,7 @@
 // a real dispatcher and a real receiver on 127.0.0.1.
 
 #include "catch.hpp"
+#include "eventually.hpp"
 #include "receiver.hpp"
 #include "temp_dir.hpp"
 
@@ -30,6 +31,8 @@ namespace bhttp = boost::beast::http;
 using bhttp::status;
 using bhttp::verb;
 
+using whisperer::test::eventually;
+
 namespace {
 
 constexpr std::string_view seed_hook = R"({
@@ -38,18 +41,6 @@ constexpr std::string_view seed_hook = R"({
     "target_url": "https://example.com/",
     "retry_countdown_config": {"choice": "linear", "kwargs": {"base": 60, "limit": 600}}
 })";
-
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds timeout = 10s)
-{
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > until)
-            return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
 
 /// A hook body for `target_url` with the seed's countdown, as a JSON text.
 std::string hook_body(const std::string& target_url, const std::string& event_type = "package-created",
