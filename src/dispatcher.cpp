@@ -26,6 +26,9 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
+/// How often a busy dispatcher looks at the outbox for rows no completion will bring it to.
+constexpr std::chrono::milliseconds busy_poll{100};
+
 std::string_view to_string(LogLevel level) noexcept
 {
     switch (level) {
@@ -329,9 +332,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         std::size_t busy = in_flight.size() + pending_records.size();
         if (busy >= options.max_in_flight)
             return; // Completions pump again.
+        // While busy, wait until a worthwhile batch fits: many tiny claims cost more than they bring.
+        std::size_t room = options.max_in_flight - busy;
+        if (busy > 0 && room < std::min(options.claim_batch, options.max_in_flight) / 4)
+            return;
         std::vector<std::int64_t> skip;
         for (const auto& [hook, n] : per_hook)
-            if (n >= options.max_connections_per_origin * 2)
+            if (n >= hook_quota())
                 skip.push_back(hook);
         ClaimRequest request;
         request.worker = worker;
@@ -343,14 +350,14 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         std::optional<TimePoint> next;
         try {
             claimed = store.claim_due(request);
-            if (claimed.size() < request.limit)
+            // With requests in flight their completions pump again; the store need not be asked.
+            if (claimed.size() < request.limit && in_flight.empty())
                 next = store.next_due();
         } catch (const std::exception& e) {
             store_failed(e);
             return;
         }
-        for (ClaimedDelivery& d : claimed)
-            start(std::make_shared<const ClaimedDelivery>(std::move(d)));
+        start_within_quota(claimed);
         if (claimed.size() == request.limit) {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
             return;
@@ -359,7 +366,35 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         // for them now would only spin.
         if (!request.skip_hooks.empty() && next && *next <= request.now)
             next.reset();
+        if (!in_flight.empty() && !next)
+            next = request.now + busy_poll; // Rows of other processes, retries falling due.
         sleep_until(next);
+    }
+
+    /// Deliveries of one hook in flight at most; more would only wait in the origin's line
+    /// while holding slots that other hooks could use.
+    std::size_t hook_quota() const { return options.max_connections_per_origin * 2; }
+
+    /// Starts the claimed deliveries whose hook is under its quota and hands the others back.
+    void start_within_quota(std::vector<ClaimedDelivery>& claimed)
+    {
+        std::vector<std::int64_t> over_quota;
+        for (ClaimedDelivery& d : claimed) {
+            auto it = per_hook.find(d.hook.id);
+            if (it != per_hook.end() && it->second >= hook_quota()) {
+                over_quota.push_back(d.delivery_id);
+                continue;
+            }
+            start(std::make_shared<const ClaimedDelivery>(std::move(d)));
+        }
+        if (over_quota.empty())
+            return;
+        try {
+            store.release_leases(worker, over_quota);
+        } catch (const std::exception& e) {
+            // They go out once their leases run out.
+            log(LogLevel::warning, std::string("could not release leases: ") + e.what());
+        }
     }
 
     /// Arms the wake-up timer for the next due row (or the idle poll, whichever comes first).
