@@ -91,6 +91,8 @@ struct SqliteStore::Impl {
                          std::optional<TimePoint> next_attempt_at, TimePoint now);
     void remove_from_outbox(std::int64_t delivery_id);
     bool requeue(std::int64_t delivery_id, TimePoint due, TimePoint now);
+    /// Moves the health of the delivery's hook by one attempt: a success ends its run of failures.
+    void record_health(const AttemptRecord& record);
 
     std::string path_;
     SqliteOptions options_;
@@ -234,8 +236,17 @@ Hook SqliteStore::update_hook(const Hook& hook)
             "is_active = :is_active, secret_key = :secret_key, callback = :callback, "
             "retry_countdown_config = :retry_countdown_config, additional_headers = :additional_headers, "
             "config = :config, modified = :modified, disabled_reason = :disabled_reason, "
-            "disabled_at = :disabled_at WHERE id = :id");
-        bind_hook_fields(*update, hook);
+            "disabled_at = :disabled_at, "
+            // Re-activation starts the hook afresh: no disabled reason, no run of failures.
+            "failing_since = CASE WHEN :is_active = 1 AND is_active = 0 THEN NULL ELSE failing_since END, "
+            "failed_attempts = CASE WHEN :is_active = 1 AND is_active = 0 THEN 0 ELSE failed_attempts END "
+            "WHERE id = :id");
+        Hook written = hook;
+        if (written.is_active) {
+            written.disabled_reason.clear();
+            written.disabled_at.reset();
+        }
+        bind_hook_fields(*update, written);
         update->bind(":modified", to_micros(Clock::now()));
         update->bind(":id", hook.id);
         impl_->write_hook(*update, hook);
@@ -660,6 +671,7 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
     insert->bind(":error", attempt.error);
     insert->bind(":trigger", std::string(to_string(attempt.trigger)));
     insert->exec();
+    record_health(record);
 
     switch (record.verdict) {
     case AttemptVerdict::delivered:
@@ -686,6 +698,19 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
         remove_from_outbox(record.delivery_id);
         break;
     }
+}
+
+void SqliteStore::Impl::record_health(const AttemptRecord& record)
+{
+    auto update = statement(
+        "UPDATE hooks SET "
+        "failing_since = CASE WHEN :failed THEN COALESCE(failing_since, :started_at) ELSE NULL END, "
+        "failed_attempts = CASE WHEN :failed THEN failed_attempts + 1 ELSE 0 END "
+        "WHERE id = (SELECT hook_id FROM deliveries WHERE id = :id)");
+    update->bind(":failed", record.attempt.succeeded() ? 0 : 1);
+    update->bind(":started_at", to_micros(record.attempt.started_at));
+    update->bind(":id", record.delivery_id);
+    update->exec();
 }
 
 void SqliteStore::record_attempts(std::span<const AttemptRecord> records)

@@ -90,6 +90,8 @@ void require_same_hook(const Hook& actual, const Hook& expected)
     CHECK(actual.modified == expected.modified);
     CHECK(actual.disabled_reason == expected.disabled_reason);
     CHECK(actual.disabled_at == expected.disabled_at);
+    CHECK(actual.failing_since == expected.failing_since);
+    CHECK(actual.failed_attempts == expected.failed_attempts);
 }
 
 /// One event of the default type fanned out to `hook`, returning its delivery id.
@@ -1002,4 +1004,82 @@ TEMPLATE_LIST_TEST_CASE("delete_finished_before deletes old finished deliveries 
         reused.uuid = new_event.uuid;
         CHECK_NOTHROW(store.enqueue_events(std::span{&reused, 1}));
     }
+}
+
+// --- endpoint health ------------------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("a new hook is healthy: no run of failures", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    CHECK_FALSE(hook.failing_since);
+    CHECK(hook.failed_attempts == 0);
+    const Hook read = *store.find_hook(hook.id);
+    CHECK_FALSE(read.failing_since);
+    CHECK(read.failed_attempts == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("failed attempts start and extend a hook's run of failures, a success ends it",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    const Hook other = store.create_hook(sample_hook("bob", "https://b.example/", "other-type"));
+    const std::int64_t first = enqueue_one(store, sample_event());
+
+    store.record_attempts(std::vector{attempt_report(first, "w", 1, AttemptVerdict::retry, 500, t0 + 1h)});
+    Hook failing = *store.find_hook(hook.id);
+    REQUIRE(failing.failing_since);
+    CHECK(*failing.failing_since == t0 + 1s); // the first failed attempt's start
+    CHECK(failing.failed_attempts == 1);
+
+    // Later failures extend the run; it keeps its start.
+    store.record_attempts(std::vector{attempt_report(first, "w", 2, AttemptVerdict::retry, 503, t0 + 1h),
+                                      attempt_report(first, "w", 3, AttemptVerdict::retry, 429, t0 + 1h)});
+    failing = *store.find_hook(hook.id);
+    CHECK(*failing.failing_since == t0 + 1s);
+    CHECK(failing.failed_attempts == 3);
+    const Hook untouched = *store.find_hook(other.id);
+    CHECK_FALSE(untouched.failing_since);
+    CHECK(untouched.failed_attempts == 0);
+
+    store.record_attempts(std::vector{attempt_report(first, "w", 4, AttemptVerdict::delivered, 200)});
+    const Hook healthy = *store.find_hook(hook.id);
+    CHECK_FALSE(healthy.failing_since);
+    CHECK(healthy.failed_attempts == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("update_hook keeps the health fields, and re-activation clears them with the reason",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::int64_t id = enqueue_one(store, sample_event());
+    store.record_attempts(std::vector{attempt_report(id, "w", 1, AttemptVerdict::retry, 500, t0 + 1h)});
+
+    // A write of the hook with stale health fields leaves the store's alone.
+    Hook change = *store.find_hook(hook.id);
+    change.failing_since.reset();
+    change.failed_attempts = 0;
+    change.secret_key = "rotated";
+    Hook updated = store.update_hook(change);
+    CHECK(updated.failing_since == t0 + 1s);
+    CHECK(updated.failed_attempts == 1);
+
+    REQUIRE(store.deactivate_hook(hook.id, "no success for 5 days"));
+    Hook disabled = *store.find_hook(hook.id);
+    CHECK_FALSE(disabled.is_active);
+    CHECK(disabled.failed_attempts == 1);
+
+    disabled.is_active = true;
+    const Hook enabled = store.update_hook(disabled);
+    CHECK(enabled.is_active);
+    CHECK(enabled.disabled_reason.empty());
+    CHECK_FALSE(enabled.disabled_at);
+    CHECK_FALSE(enabled.failing_since);
+    CHECK(enabled.failed_attempts == 0);
+    require_same_hook(*store.find_hook(hook.id), enabled);
 }

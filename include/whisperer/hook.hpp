@@ -34,6 +34,11 @@ struct Hook {
     TimePoint modified{};                ///< Set by the store.
     std::string disabled_reason;         ///< Why whisperer deactivated it (empty when the owner did).
     std::optional<TimePoint> disabled_at;
+    /// Endpoint health, kept by the store (writes of the hook ignore both): when the current run
+    /// of failed attempts began (absent since the last success), and how many attempts it holds.
+    /// Re-activating the hook clears both.
+    std::optional<TimePoint> failing_since;
+    unsigned failed_attempts = 0;
 };
 
 /// Everything a hook is checked against before the store sees it.

@@ -146,8 +146,11 @@ public:
     /// Validation of the fields is the caller's job (`validate_hook`).
     virtual Hook create_hook(const Hook& hook) = 0;
     virtual std::optional<Hook> find_hook(std::int64_t id) = 0;
-    /// Replaces every field but id and created. Throws `WebhookDoesNotExist`, or
-    /// `WebhookAlreadyRegistered` when the change would duplicate another active hook.
+    /// Replaces every field but id, created and the health fields (`failing_since`,
+    /// `failed_attempts`, which only attempts change). An active hook is stored without
+    /// `disabled_reason` and `disabled_at`, and re-activating an inactive one also clears its
+    /// health. Throws `WebhookDoesNotExist`, or `WebhookAlreadyRegistered` when the change would
+    /// duplicate another active hook.
     virtual Hook update_hook(const Hook& hook) = 0;
     /// Sets is_active false (soft delete), recording `reason` when whisperer disables it.
     /// Returns false when no such hook exists.
@@ -185,6 +188,9 @@ public:
     /// Records attempts and applies their verdicts, all in one transaction. A `retry` or
     /// `failed` verdict applies when `worker` holds the lease or nobody does (attempts made outside
     /// the workers); from a worker that lost its lease to another it records the attempt only.
+    /// Every attempt also moves its hook's health in the same transaction: a failure starts
+    /// (`failing_since` = its start) or extends (`failed_attempts` + 1) the hook's run of
+    /// failures, a success ends it.
     virtual void record_attempts(std::span<const AttemptRecord> records) = 0;
     /// When the next outbox row becomes claimable (due, or its lease expires); nullopt when empty.
     virtual std::optional<TimePoint> next_due() = 0;

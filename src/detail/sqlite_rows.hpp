@@ -99,7 +99,7 @@ private:
 inline constexpr std::string_view hook_columns =
     "h.id, h.owner, h.target_url, h.event_type, h.is_active, h.secret_key, h.callback, "
     "h.retry_countdown_config, h.additional_headers, h.config, h.created, h.modified, "
-    "h.disabled_reason, h.disabled_at";
+    "h.disabled_reason, h.disabled_at, h.failing_since, h.failed_attempts";
 
 inline Hook read_hook(RowReader& row)
 {
@@ -118,6 +118,8 @@ inline Hook read_hook(RowReader& row)
     hook.modified = row.time();
     hook.disabled_reason = row.text();
     hook.disabled_at = row.optional_time();
+    hook.failing_since = row.optional_time();
+    hook.failed_attempts = row.count();
     return hook;
 }
 

@@ -114,9 +114,17 @@ inline constexpr const char* sqlite_schema_v1[] = {
     ) WITHOUT ROWID)sql",
 };
 
+/// Version 2: endpoint health. `failing_since` is the start of the hook's current run of failed
+/// attempts (NULL since its last success), `failed_attempts` how many attempts that run holds.
+inline constexpr const char* sqlite_schema_v2[] = {
+    R"sql(ALTER TABLE hooks ADD COLUMN failing_since INTEGER)sql",
+    R"sql(ALTER TABLE hooks ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0)sql",
+};
+
 /// Every migration in order; the schema version is their count.
-inline constexpr std::array<SqliteMigration, 1> sqlite_migrations{
+inline constexpr std::array<SqliteMigration, 2> sqlite_migrations{
     SqliteMigration{sqlite_schema_v1},
+    SqliteMigration{sqlite_schema_v2},
 };
 
 /// Creates whisperer's schema in `db` or migrates it forward to the newest version.

@@ -1,0 +1,77 @@
+// SqliteStore opens files of older schema versions and migrates them forward.
+
+#include <whisperer/sqlite_store.hpp>
+
+#include "catch.hpp"
+#include "store_samples.hpp"
+#include "temp_dir.hpp"
+
+#include <sqlite3.h>
+
+#include <string>
+
+using namespace whisperer;
+using namespace whisperer::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Runs `sql` on the file at `path` through a connection of its own.
+void exec_on_file(const std::string& path, const std::string& sql)
+{
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    const std::string message = error ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    INFO(message);
+    REQUIRE(rc == SQLITE_OK);
+}
+
+int user_version(const std::string& path)
+{
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &statement, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(statement) == SQLITE_ROW);
+    const int version = sqlite3_column_int(statement, 0);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return version;
+}
+
+} // namespace
+
+TEST_CASE("a version 1 database file is migrated to endpoint health and keeps its hooks", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    std::int64_t hook_id = 0;
+    std::int64_t delivery_id = 0;
+    {
+        SqliteStore store{path};
+        hook_id = store.create_hook(sample_hook("alice", "https://a.example/")).id;
+        NewEvent event = sample_event();
+        delivery_id = store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0);
+    }
+    // What version 1 wrote: the hooks table without the health columns.
+    exec_on_file(path, "ALTER TABLE hooks DROP COLUMN failed_attempts;"
+                       "ALTER TABLE hooks DROP COLUMN failing_since;"
+                       "PRAGMA user_version = 1;");
+    REQUIRE(user_version(path) == 1);
+
+    SqliteStore store{path};
+    CHECK(user_version(path) == SqliteStore::schema_version());
+    CHECK(SqliteStore::schema_version() >= 2);
+    const auto hook = store.find_hook(hook_id);
+    REQUIRE(hook);
+    CHECK(hook->owner == "alice");
+    CHECK_FALSE(hook->failing_since);
+    CHECK(hook->failed_attempts == 0);
+    REQUIRE(store.claim_due(claim_by("w", t0)).size() == 1);
+    store.record_attempts(std::vector{attempt_report(delivery_id, "w", 1, AttemptVerdict::retry, 500, t0 + 1h)});
+    CHECK(store.find_hook(hook_id)->failed_attempts == 1);
+}
