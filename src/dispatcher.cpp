@@ -112,8 +112,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::unordered_map<std::int64_t, std::int64_t> in_flight; // delivery id -> hook id
     std::unordered_map<std::int64_t, std::size_t> per_hook;   // hook id -> deliveries in flight
     std::vector<AttemptRecord> pending_records;
+    std::set<std::int64_t> failing_hooks; // Hooks with a failed attempt among pending_records.
     bool flush_posted = false;
     std::chrono::milliseconds store_backoff{0};
+    std::chrono::milliseconds store_pause{0}; // The last pause after a store failure; 0 once it works.
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
     asio::steady_timer retention_timer;
@@ -242,7 +244,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             record.next_attempt_at = now + wait;
         }
         if (result.status == 410)
-            disable_hook(delivery.hook, "The receiver answered 410 Gone.");
+            disable_hook(delivery.hook.id, "The receiver answered 410 Gone.");
         log_outcome(delivery, attempt, record);
         record.attempt = std::move(attempt);
         return record;
@@ -282,14 +284,62 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         }
     }
 
-    void disable_hook(const Hook& hook, const std::string& reason)
+    /// Deactivates an active hook with `reason` and tells the host; its deliveries stay pending.
+    void disable_hook(std::int64_t hook_id, const std::string& reason)
     {
         try {
-            store.deactivate_hook(hook.id, reason);
-            log(LogLevel::warning, "hook " + std::to_string(hook.id) + " disabled: " + reason);
+            // Several failures may ask at once; the first one disables and reports.
+            auto hook = store.find_hook(hook_id);
+            if (!hook || !hook->is_active || !store.deactivate_hook(hook_id, reason))
+                return;
+            log(LogLevel::warning, "hook " + std::to_string(hook_id) + " " + hook->target_url + " disabled: " + reason);
         } catch (const std::exception& e) {
-            log(LogLevel::error, "could not disable hook " + std::to_string(hook.id) + ": " + e.what());
+            log(LogLevel::error, "could not disable hook " + std::to_string(hook_id) + ": " + e.what());
+            return;
         }
+        if (!options.on_hook_disabled)
+            return;
+        asio::post(executor, [self = shared_from_this(), hook_id, reason] {
+            try {
+                if (auto hook = self->store.find_hook(hook_id))
+                    self->options.on_hook_disabled(*hook, reason);
+            } catch (const std::exception& e) {
+                self->log(LogLevel::error, "on_hook_disabled for hook " + std::to_string(hook_id) + " threw: " + e.what());
+            } catch (...) {
+                self->log(LogLevel::error, "on_hook_disabled for hook " + std::to_string(hook_id) + " threw");
+            }
+        });
+    }
+
+    /// Endpoint health: disables each of `hooks` that has failed long and often enough. Call
+    /// after their failed attempts are recorded (the store keeps the run of failures).
+    void check_health(const std::set<std::int64_t>& hooks)
+    {
+        if (options.disable_after_failures == 0)
+            return;
+        const TimePoint now = Clock::now();
+        for (std::int64_t id : hooks) {
+            std::optional<Hook> hook;
+            try {
+                hook = store.find_hook(id);
+            } catch (const std::exception& e) {
+                log(LogLevel::warning, "could not check the health of hook " + std::to_string(id) + ": " + e.what());
+                continue;
+            }
+            if (!hook || !hook->is_active || !hook->failing_since ||
+                hook->failed_attempts < options.disable_after_failures || now - *hook->failing_since < options.disable_after)
+                continue;
+            const auto failing_for = std::chrono::duration_cast<std::chrono::seconds>(now - *hook->failing_since);
+            disable_hook(id, "No successful attempt for " + std::to_string(failing_for.count()) + " s and " +
+                                 std::to_string(hook->failed_attempts) + " failed attempts in a row.");
+        }
+    }
+
+    /// After `pending_records` were written: forget them and check the hooks that failed.
+    void recorded()
+    {
+        pending_records.clear();
+        check_health(std::exchange(failing_hooks, {}));
     }
 
     /// Runs the hook's callback, if any, off the strand; a throwing callback is only logged.
@@ -353,6 +403,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             // With requests in flight their completions pump again; the store need not be asked.
             if (claimed.size() < request.limit && in_flight.empty())
                 next = store.next_due();
+            store_pause = 0ms;
         } catch (const std::exception& e) {
             store_failed(e);
             return;
@@ -442,6 +493,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             }
         } else {
             run_callback(delivery, attempt);
+            if (!attempt.succeeded())
+                failing_hooks.insert(delivery->hook.id);
             pending_records.push_back(judge(*delivery, std::move(attempt), result));
         }
         post_flush();
@@ -464,8 +517,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         if (!pending_records.empty()) {
             try {
                 store.record_attempts(pending_records);
-                pending_records.clear();
                 store_backoff = 0ms;
+                store_pause = 0ms;
+                recorded();
             } catch (const std::exception& e) {
                 store_failed(e);
                 return;
@@ -482,7 +536,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     /// The store refused: log, keep what is pending, and try again with growing pauses.
     void store_failed(const std::exception& e)
     {
-        store_backoff = std::clamp(store_backoff * 2, 100ms, 5000ms);
+        // The pause grows over consecutive failures, whichever call failed, until one succeeds.
+        store_pause = std::clamp(store_pause * 2, 100ms, 5000ms);
+        store_backoff = store_pause;
         log(LogLevel::error, std::string("store failure, retrying in ") + std::to_string(store_backoff.count()) +
                                  " ms: " + e.what());
         wake_timer.expires_after(store_backoff);
@@ -494,7 +550,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             if (!self->pending_records.empty()) {
                 try {
                     self->store.record_attempts(self->pending_records);
-                    self->pending_records.clear();
+                    self->recorded();
                 } catch (const std::exception& again) {
                     self->store_backoff = saved;
                     self->store_failed(again);
@@ -638,12 +694,16 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         HttpClient http(io.get_executor(), client_options(options));
         std::vector<HookResult> results(deliveries.size());
         std::vector<AttemptRecord> records(deliveries.size());
+        std::set<std::int64_t> failed_hooks;
         std::size_t remaining = deliveries.size();
         for (std::size_t i = 0; i < deliveries.size(); ++i) {
             send(deliveries[i], http, trigger,
-                 [this, i, &results, &records, &remaining, &io, d = deliveries[i]](Attempt attempt, HttpResult result) {
+                 [this, i, &results, &records, &failed_hooks, &remaining, &io,
+                  d = deliveries[i]](Attempt attempt, HttpResult result) {
                      results[i] = HookResult{d->hook.id, d->delivery_id, attempt};
                      run_callback(d, attempt);
+                     if (!attempt.succeeded())
+                         failed_hooks.insert(d->hook.id);
                      records[i] = judge(*d, std::move(attempt), result);
                      if (--remaining == 0)
                          io.stop(); // Idle keep-alive connections would keep io.run() going.
@@ -651,6 +711,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         }
         io.run();
         store.record_attempts(records);
+        check_health(failed_hooks);
         return results;
     }
 };
@@ -869,6 +930,8 @@ void Dispatcher::async_retry_delivery(std::int64_t delivery_id, bool force, std:
                     HookResult hook_result{claimed->hook.id, claimed->delivery_id, attempt};
                     self->run_callback(claimed, attempt);
                     asio::post(self->strand, [self, claimed, attempt = std::move(attempt), result = std::move(result)]() mutable {
+                        if (!attempt.succeeded())
+                            self->failing_hooks.insert(claimed->hook.id);
                         self->pending_records.push_back(self->judge(*claimed, std::move(attempt), result));
                         self->post_flush();
                     });

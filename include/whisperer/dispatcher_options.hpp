@@ -2,6 +2,7 @@
 #define WHISPERER_DISPATCHER_OPTIONS_HPP
 
 #include <whisperer/envelope.hpp>
+#include <whisperer/hook.hpp>
 
 #include <boost/asio/ip/address.hpp>
 
@@ -67,6 +68,16 @@ struct DispatcherOptions {
     const CountdownRegistry* countdowns = nullptr;
     /// Where log lines go; null discards them.
     LogHandler log;
+    /// Endpoint health: a hook is disabled once none of its attempts has succeeded for this long
+    /// and at least `disable_after_failures` attempts have failed since its last success (both
+    /// must hold). Any successful attempt resets the clock.
+    std::chrono::seconds disable_after{5 * 24 * 3600};
+    /// Failed attempts in a row before endpoint health may disable a hook; zero never disables.
+    unsigned disable_after_failures = 10;
+    /// Called after whisperer disabled a hook (endpoint health, or a 410 Gone) with the hook as
+    /// stored then and the recorded reason. Its pending deliveries stay pending; re-activating the
+    /// hook resumes them. Runs on the executor; an exception from it is logged. May be null.
+    std::function<void(const Hook&, std::string_view reason)> on_hook_disabled;
 };
 
 /// Counters of a dispatcher since it was made.
