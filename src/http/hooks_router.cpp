@@ -30,6 +30,8 @@ namespace {
 
 constexpr std::int64_t max_id = std::numeric_limits<std::int64_t>::max();
 constexpr std::size_t max_idempotency_key = 255;
+/// Failed deliveries that one call of the recover route queues again, at most.
+constexpr std::size_t max_recovered = 10000;
 
 /// One request on its way through the router. Lives on `handle`'s stack; asynchronous routes
 /// copy what they need (`reply_to`, `done`).
@@ -138,6 +140,7 @@ struct HooksRouter::Impl {
                                 {verb::put, &Impl::replace_hook},
                                 {verb::patch, &Impl::patch_hook},
                                 {verb::delete_, &Impl::delete_hook}});
+        add({"hooks", "{id}", "recover"}, {{verb::post, &Impl::recover_hook}});
         add({"hook_events"}, {{verb::get, &Impl::list_deliveries}});
         add({"hook_events", "{id}"}, {{verb::get, &Impl::get_delivery}});
         add({"hook_events", "{id}", "retry"}, {{verb::post, &Impl::retry_delivery}});
@@ -294,6 +297,34 @@ struct HooksRouter::Impl {
         if (!store.deactivate_hook(call.id))
             throw from_error_code(errc::hook_not_found, "Webhook does not exist.");
         return empty_response(call.reply_to, status::no_content);
+    }
+
+    /// Queues again every failed delivery of the hook created in [since, until] (until defaults
+    /// to now), at most `max_recovered` per call; answers how many.
+    std::optional<Response> recover_hook(Call& call)
+    {
+        visible_hook(call);
+        json::object body = read_json_object(call.request);
+        auto time_field = [&](std::string_view field) -> std::optional<TimePoint> {
+            const json::value* v = body.if_contains(field);
+            if (v == nullptr || v->is_null())
+                return std::nullopt;
+            std::optional<TimePoint> t;
+            if (v->is_string())
+                t = parse_time(std::string_view(v->as_string()));
+            if (!t)
+                throw invalid_field(std::string(field), std::string(field) + " must be an ISO 8601 date or date-time.");
+            return t;
+        };
+        const auto since = time_field("since");
+        if (!since)
+            throw invalid_field("since", "since is required.");
+        const TimePoint now = Clock::now();
+        const TimePoint until = time_field("until").value_or(now);
+        if (until < *since)
+            throw invalid_field("until", "until must not be before since.");
+        const std::size_t recovered = store.requeue_failed(call.id, *since, until, now, max_recovered);
+        return json_response(call.reply_to, status::ok, json::object{{"recovered", recovered}});
     }
 
     std::optional<Response> event_types(Call& call)
