@@ -19,15 +19,15 @@ function(run)
 endfunction()
 
 if(MODE STREQUAL "install")
-  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/lib" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/lib" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Debug
       -DWHISPERER_BUILD_TESTS=OFF -DWHISPERER_BUILD_EXAMPLES=OFF -DWHISPERER_BUILD_BENCH=OFF
       -DWHISPERER_INSTALL=ON -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix ${launcher})
   run(${CMAKE_COMMAND} --build "${WORK_DIR}/lib" -j2)
   run(${CMAKE_COMMAND} --install "${WORK_DIR}/lib")
-  run(${CMAKE_COMMAND} -S "${consumer}" -B "${WORK_DIR}/app" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release
+  run(${CMAKE_COMMAND} -S "${consumer}" -B "${WORK_DIR}/app" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Debug
       -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix ${launcher})
 else()
-  run(${CMAKE_COMMAND} -S "${consumer}" -B "${WORK_DIR}/app" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Release
+  run(${CMAKE_COMMAND} -S "${consumer}" -B "${WORK_DIR}/app" -G "${GENERATOR}" -DCMAKE_BUILD_TYPE=Debug
       -DWHISPERER_SOURCE_DIR=${SOURCE_DIR} ${launcher})
 endif()
 run(${CMAKE_COMMAND} --build "${WORK_DIR}/app" -j2)
