@@ -50,7 +50,7 @@ HttpClientOptions client_options(const DispatcherOptions& o)
     c.response_body_limit = o.response_body_limit;
     c.max_connections_per_origin = o.max_connections_per_origin;
     c.ca_file = o.ca_file;
-    c.address_filter = o.address_filter;
+    c.address_filter = address_filter_or_default(o.address_filter);
     return c;
 }
 

@@ -46,7 +46,24 @@ bool has_control_chars(std::string_view s) noexcept
     });
 }
 
-void validate_http_url(std::string_view url, std::string_view field, std::size_t max_length)
+/// Refuses a host that cannot be an address, and an IP literal (in any form) that `filter` refuses.
+void validate_url_host(std::string_view host, std::string_view field, const AddressFilter& filter)
+{
+    const UrlHost parsed = parse_url_host(host);
+    if (parsed.kind == UrlHost::Kind::invalid)
+        throw ValidationError(std::string(field), std::string(field) + " has a host that ends in a number but is "
+                                                                       "not a valid IPv4 address.");
+    if (parsed.kind == UrlHost::Kind::address && filter && !filter(parsed.address)) {
+        std::string_view range = internal_range(parsed.address);
+        throw ValidationError(std::string(field),
+                              std::string(field) + " points to " + parsed.address.to_string() + " (" +
+                                  std::string(range.empty() ? "refused by the address filter" : range) +
+                                  "), which deliveries may not reach.");
+    }
+}
+
+void validate_http_url(std::string_view url, std::string_view field, std::size_t max_length,
+                       const AddressFilter& filter)
 {
     if (url.empty())
         throw ValidationError(std::string(field), std::string(field) + " is required.");
@@ -62,6 +79,10 @@ void validate_http_url(std::string_view url, std::string_view field, std::size_t
         throw ValidationError(std::string(field), std::string(field) + " must use http or https.");
     if (parsed->encoded_host().empty())
         throw ValidationError(std::string(field), std::string(field) + " must name a host.");
+    // Boost.URL 1.81 ends an IPv4 host early ("http://127.0.0.1.evil.com/" has host 127.0.0.1 and
+    // path ".evil.com/"); after a host, a path must begin with "/", so refuse what it left over.
+    if (!parsed->encoded_path().empty() && !parsed->encoded_path().starts_with('/'))
+        throw ValidationError(std::string(field), std::string(field) + " has an invalid host.");
     // Read the port ourselves: port_number() is 0 or wraps around for ports beyond 65535.
     if (parsed->has_port() && !parsed->port().empty()) {
         std::string_view digits = parsed->port();
@@ -73,6 +94,11 @@ void validate_http_url(std::string_view url, std::string_view field, std::size_t
     if (parsed->has_userinfo())
         throw ValidationError(std::string(field),
                               std::string(field) + " may not carry credentials; use config.auth.");
+    if (parsed->host_type() == boost::urls::host_type::ipvfuture)
+        throw ValidationError(std::string(field), std::string(field) + " has an unsupported IP literal.");
+    validate_url_host(parsed->host_type() == boost::urls::host_type::ipv6 ? parsed->host_address()
+                                                                          : parsed->host(),
+                      field, filter);
 }
 
 void require_string(const json::object& o, std::string_view key, const std::string& field, bool required)
@@ -89,7 +115,7 @@ void require_string(const json::object& o, std::string_view key, const std::stri
         throw ValidationError(field + "." + std::string(key), std::string(key) + " may not contain control characters.");
 }
 
-void validate_auth(const json::value& auth, std::size_t max_url_length)
+void validate_auth(const json::value& auth, std::size_t max_url_length, const AddressFilter& filter)
 {
     const std::string field = "config.auth";
     const json::object* o = auth.if_object();
@@ -105,7 +131,7 @@ void validate_auth(const json::value& auth, std::size_t max_url_length)
         const json::value* url = o->if_contains("url");
         if (url == nullptr || !url->is_string())
             throw ValidationError(field + ".url", "url of the login endpoint is required.");
-        validate_http_url(url->as_string(), field + ".url", max_url_length);
+        validate_http_url(url->as_string(), field + ".url", max_url_length, filter);
         require_string(*o, "username", field, true);
         require_string(*o, "password", field, false);
         for (std::string_view key : {"username_field", "password_field", "token_key"})
@@ -169,7 +195,7 @@ std::string mask_secret(std::string_view secret)
 
 void validate_hook(const Hook& hook, const HookRules& rules)
 {
-    validate_http_url(hook.target_url, "target_url", rules.max_url_length);
+    validate_http_url(hook.target_url, "target_url", rules.max_url_length, rules.address_filter);
     validate_event_type(hook.event_type);
     if (rules.registry != nullptr && !rules.registry->contains(hook.event_type))
         throw ValidationError("event_type", "\"" + hook.event_type + "\" is not a valid choice.");
@@ -186,7 +212,7 @@ void validate_hook(const Hook& hook, const HookRules& rules)
         throw ValidationError("callback", "\"" + hook.callback + "\" is not a registered callback.");
     validate_headers(hook, rules);
     if (const json::value* auth = hook.config.if_contains("auth"))
-        validate_auth(*auth, rules.max_url_length);
+        validate_auth(*auth, rules.max_url_length, rules.address_filter);
 }
 
 } // namespace whisperer

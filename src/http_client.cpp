@@ -1,5 +1,7 @@
 #include <whisperer/http_client.hpp>
 
+#include <whisperer/address_policy.hpp>
+
 #include "detail/http_capped_body.hpp"
 #include "detail/http_connection.hpp"
 #include "detail/http_failure.hpp"
@@ -237,13 +239,16 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
             co_return failed("connect");
         conn.arm_deadline(options_.connect_timeout);
 
+        // An IP literal in any form (0x7f.1, 2130706433, ...) is connected to as the address the
+        // filter saw, never handed to the resolver as a name.
         auto flags = asio::ip::resolver_base::numeric_service;
-        error_code not_ip;
-        asio::ip::make_address(target.host, not_ip);
-        if (!not_ip)
+        std::string host = target.host;
+        if (const UrlHost literal = parse_url_host(target.host); literal.kind == UrlHost::Kind::address) {
+            host = literal.address.to_string();
             flags |= asio::ip::resolver_base::numeric_host;
+        }
         const auto endpoints =
-            co_await conn.resolver().async_resolve(target.host, std::to_string(target.port), flags, token);
+            co_await conn.resolver().async_resolve(host, std::to_string(target.port), flags, token);
         if (ec || stopped_)
             co_return failed("resolve");
         if (options_.address_filter) {

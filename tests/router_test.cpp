@@ -72,7 +72,10 @@ struct Fixture {
     {
         registry.register_json_event("package-created");
         registry.register_json_event("order-shipped");
-        dispatcher.emplace(io.get_executor(), registry, store);
+        // The receivers run on loopback, which the SSRF guard refuses unless opened.
+        DispatcherOptions dispatcher_options;
+        dispatcher_options.address_filter = AddressPolicy{}.allow(Cidr::parse("127.0.0.0/8")).as_filter();
+        dispatcher.emplace(io.get_executor(), registry, store, std::move(dispatcher_options));
         dispatcher->register_callback("audit", [](const AttemptReport&) {});
         router.emplace(registry, store, *dispatcher, authenticator, std::move(options));
         for (int i = 0; i < 2; ++i)

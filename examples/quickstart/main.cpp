@@ -178,7 +178,11 @@ int main()
 
     // 4. The dispatcher runs on the host's executor; here a small thread pool.
     asio::thread_pool pool(2);
-    whisperer::Dispatcher dispatcher(pool.get_executor(), registry, store);
+    // The SSRF guard refuses loopback and private addresses; this demo's receiver is on 127.0.0.1.
+    whisperer::DispatcherOptions options;
+    options.address_filter =
+        whisperer::AddressPolicy{}.allow(whisperer::Cidr::parse("127.0.0.0/8")).as_filter();
+    whisperer::Dispatcher dispatcher(pool.get_executor(), registry, store, options);
     dispatcher.start();
     whisperer::set_default_dispatcher(&dispatcher);
 

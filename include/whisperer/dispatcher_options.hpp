@@ -1,6 +1,7 @@
 #ifndef WHISPERER_DISPATCHER_OPTIONS_HPP
 #define WHISPERER_DISPATCHER_OPTIONS_HPP
 
+#include <whisperer/address_policy.hpp>
 #include <whisperer/envelope.hpp>
 #include <whisperer/hook.hpp>
 
@@ -61,9 +62,12 @@ struct DispatcherOptions {
     DataKey data_key = DataKey::data;
     /// PEM file of trusted CAs for HTTPS receivers; empty uses the system's store.
     std::string ca_file;
-    /// The SSRF guard: decides for each resolved address whether it may be connected to.
-    /// Null allows every address.
-    std::function<bool(const boost::asio::ip::address&)> address_filter;
+    /// The SSRF guard: decides for each resolved address whether it may be connected to, and
+    /// (through the router) which IP-literal target URLs a hook may have. Null, the default,
+    /// means `AddressPolicy{}`: public unicast addresses only. Open trusted networks with
+    /// `AddressPolicy{}.allow(Cidr::parse("10.1.0.0/16")).as_filter()`; turn the guard off with
+    /// `AddressPolicy::unrestricted().as_filter()`.
+    AddressFilter address_filter;
     /// Parses hooks' retry countdowns; null uses the built-in choices. Must outlive the dispatcher.
     const CountdownRegistry* countdowns = nullptr;
     /// Where log lines go; null discards them.

@@ -1,6 +1,8 @@
 #ifndef WHISPERER_HOOK_HPP
 #define WHISPERER_HOOK_HPP
 
+#include <whisperer/address_policy.hpp>
+
 #include <boost/json/object.hpp>
 
 #include <chrono>
@@ -50,12 +52,16 @@ struct HookRules {
     std::size_t max_secret_length = 512;
     std::size_t max_additional_headers = 32;
     std::size_t max_header_value_length = 4096;
+    /// When set, a target_url (or `config.auth.url`) whose host is an IP literal, in any form,
+    /// must pass it; host names are checked after resolution, at delivery.
+    AddressFilter address_filter;
 };
 
 /// Throws `ValidationError` (field named) unless `hook` is acceptable: an absolute http(s)
 /// target_url, a valid (and registered) event_type, a valid countdown config, additional headers
 /// that are tokens with CR/LF-free string values and not reserved, a known callback, a valid
-/// `config.auth`. The built-in countdown choices are used when `rules.countdowns` is null.
+/// `config.auth`, an IP-literal host that `rules.address_filter` (when set) permits. The built-in
+/// countdown choices are used when `rules.countdowns` is null.
 void validate_hook(const Hook& hook, const HookRules& rules = {});
 
 /// True for headers that whisperer sets itself and subscribers may not override

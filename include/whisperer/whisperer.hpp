@@ -2,6 +2,7 @@
 #define WHISPERER_WHISPERER_HPP
 
 // The whole core API of whisperer.
+#include <whisperer/address_policy.hpp>
 #include <whisperer/delivery.hpp>
 #include <whisperer/dispatcher.hpp>
 #include <whisperer/dispatcher_options.hpp>
@@ -16,5 +17,6 @@
 #include <whisperer/signature.hpp>
 #include <whisperer/sqlite_store.hpp>
 #include <whisperer/subscription_store.hpp>
+#include <whisperer/verify.hpp>
 
 #endif

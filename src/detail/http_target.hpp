@@ -34,6 +34,10 @@ struct HttpTarget {
         std::string_view host = u.encoded_host_address();
         if (host.empty())
             return std::nullopt;
+        // A path after a host begins with "/": anything else is a host that Boost.URL cut short
+        // ("127.0.0.1.evil.com" read as 127.0.0.1 followed by ".evil.com").
+        if (!u.encoded_path().empty() && !u.encoded_path().starts_with('/'))
+            return std::nullopt;
         t.host.assign(host);
         const unsigned short default_port = t.tls ? 443 : 80;
         t.port = u.has_port() ? u.port_number() : default_port;

@@ -3,6 +3,7 @@
 #include <whisperer/dispatcher.hpp>
 #include <whisperer/error.hpp>
 #include <whisperer/registry.hpp>
+#include <whisperer/signature.hpp>
 #include <whisperer/subscription_store.hpp>
 
 #include "detail/http_error.hpp"
@@ -280,9 +281,21 @@ struct HooksRouter::Impl {
         apply_hook_fields(hook, read_json_object(call.request), mode);
         if (!registry.contains(hook.event_type))
             throw not_choice(hook.event_type);
-        validate_hook(hook, HookRules{&registry, dispatcher.options().countdowns, &dispatcher.callback_names()});
-        if (mode == HookWrite::create)
-            return json_response(call.reply_to, status::created, hook_json(store.create_hook(hook)));
+        HookRules rules{&registry, dispatcher.options().countdowns, &dispatcher.callback_names()};
+        rules.address_filter = address_filter_or_default(dispatcher.options().address_filter);
+        validate_hook(hook, rules);
+        if (mode == HookWrite::create) {
+            // Every hook signs: one created without a secret gets a generated one, shown in
+            // clear in this response only; every later read masks it.
+            const bool generated = hook.secret_key.empty();
+            if (generated)
+                hook.secret_key = generate_secret();
+            Hook created = store.create_hook(hook);
+            json::object body = hook_json(created);
+            if (generated)
+                body["secret_key"] = created.secret_key;
+            return json_response(call.reply_to, status::created, std::move(body));
+        }
         return json_response(call.reply_to, status::ok, hook_json(store.update_hook(hook)));
     }
 

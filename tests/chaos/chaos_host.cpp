@@ -149,6 +149,8 @@ int main(int argc, char** argv)
         options.lease = settings.lease;
         options.idle_poll = 500ms;
         options.max_connections_per_origin = 32;
+        options.address_filter =
+            whisperer::AddressPolicy{}.allow(whisperer::Cidr::parse("127.0.0.0/8")).as_filter();
         options.log = [](whisperer::LogLevel level, std::string_view message) {
             if (level >= whisperer::LogLevel::warning)
                 say("log " + std::string(to_string(level)) + ": " + std::string(message));
