@@ -765,6 +765,11 @@ void Dispatcher::stop(std::chrono::milliseconds deadline)
         impl_->log(LogLevel::warning, "stop: the executor did not finish in time");
 }
 
+void Dispatcher::wake()
+{
+    impl_->wake();
+}
+
 void Dispatcher::register_callback(std::string name, HookCallback callback)
 {
     impl_->callback_names.insert(name);

@@ -118,6 +118,11 @@ public:
     /// executor and `handler` receives it.
     void async_retry_delivery(std::int64_t delivery_id, bool force, std::function<void(HookResult)> handler);
 
+    /// Tells the workers that deliveries became due outside `deliver_event` (a hook was
+    /// re-activated, failed deliveries were queued again), so they look now rather than at the
+    /// next idle poll. Cheap; any thread.
+    void wake();
+
     /// Registers a callback that hooks may name. Register before creating hooks that use it.
     void register_callback(std::string name, HookCallback callback);
 

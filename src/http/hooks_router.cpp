@@ -296,7 +296,10 @@ struct HooksRouter::Impl {
                 body["secret_key"] = created.secret_key;
             return json_response(call.reply_to, status::created, std::move(body));
         }
-        return json_response(call.reply_to, status::ok, hook_json(store.update_hook(hook)));
+        Hook updated = store.update_hook(hook);
+        if (updated.is_active)
+            dispatcher.wake(); // A re-activated hook's pending deliveries go out now.
+        return json_response(call.reply_to, status::ok, hook_json(updated));
     }
 
     std::optional<Response> get_hook(Call& call)
@@ -337,6 +340,8 @@ struct HooksRouter::Impl {
         if (until < *since)
             throw invalid_field("until", "until must not be before since.");
         const std::size_t recovered = store.requeue_failed(call.id, *since, until, now, max_recovered);
+        if (recovered > 0)
+            dispatcher.wake();
         return json_response(call.reply_to, status::ok, json::object{{"recovered", recovered}});
     }
 

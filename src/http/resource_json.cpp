@@ -162,6 +162,8 @@ json::object hook_json(const Hook& hook)
         {"config", hook.config},
         {"disabled_reason", optional_text(hook.disabled_reason)},
         {"disabled_at", optional_time(hook.disabled_at)},
+        {"failing_since", optional_time(hook.failing_since)},
+        {"failed_attempts", hook.failed_attempts},
         {"created_date", format_time(hook.created)},
         {"modified_date", format_time(hook.modified)},
     };
