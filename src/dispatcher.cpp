@@ -394,7 +394,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         request.worker = worker;
         request.now = Clock::now();
         request.lease = options.lease;
-        request.limit = std::min(options.claim_batch, options.max_in_flight - busy);
+        // No more than one hook may take, so that a single busy hook's rows are not claimed only
+        // to be handed back.
+        request.limit = std::min({options.claim_batch, room, hook_quota()});
         request.skip_hooks = std::move(skip);
         std::vector<ClaimedDelivery> claimed;
         std::optional<TimePoint> next;
@@ -422,9 +424,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         sleep_until(next);
     }
 
-    /// Deliveries of one hook in flight at most; more would only wait in the origin's line
-    /// while holding slots that other hooks could use.
-    std::size_t hook_quota() const { return options.max_connections_per_origin * 2; }
+    /// Deliveries of one hook in flight at most: an eighth of the slots (at least two per
+    /// connection), so that a few hooks whose receivers stall leave most slots to the rest while
+    /// one busy hook still gets batches deep enough to keep its connections full.
+    std::size_t hook_quota() const
+    {
+        return std::max(options.max_connections_per_origin * 2, options.max_in_flight / 8);
+    }
 
     /// Starts the claimed deliveries whose hook is under its quota and hands the others back.
     void start_within_quota(std::vector<ClaimedDelivery>& claimed)
