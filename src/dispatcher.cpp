@@ -388,7 +388,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             return;
         std::vector<std::int64_t> skip;
         for (const auto& [hook, n] : per_hook)
-            if (n >= hook_quota())
+            if (n >= hook_quota() / 2)
                 skip.push_back(hook);
         ClaimRequest request;
         request.worker = worker;
@@ -396,7 +396,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         request.lease = options.lease;
         // No more than one hook may take, so that a single busy hook's rows are not claimed only
         // to be handed back.
-        request.limit = std::min({options.claim_batch, room, hook_quota()});
+        request.limit = std::min({options.claim_batch, room, std::max<std::size_t>(1, hook_quota() / 2)});
         request.skip_hooks = std::move(skip);
         std::vector<ClaimedDelivery> claimed;
         std::optional<TimePoint> next;
@@ -424,12 +424,14 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         sleep_until(next);
     }
 
-    /// Deliveries of one hook in flight at most: an eighth of the slots (at least two per
+    /// Deliveries of one hook in flight at most: a quarter of the slots (at least two per
     /// connection), so that a few hooks whose receivers stall leave most slots to the rest while
-    /// one busy hook still gets batches deep enough to keep its connections full.
+    /// one busy hook still gets batches deep enough to keep its connections full. Hooks at half
+    /// their quota are skipped and claims take at most half a quota, so a claim never brings a
+    /// hook more than it may start.
     std::size_t hook_quota() const
     {
-        return std::max(options.max_connections_per_origin * 2, options.max_in_flight / 8);
+        return std::max(options.max_connections_per_origin * 2, options.max_in_flight / 4);
     }
 
     /// Starts the claimed deliveries whose hook is under its quota and hands the others back.
