@@ -553,24 +553,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         wake_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
             if (ec)
                 return;
-            auto saved = self->store_backoff;
+            // Try again the normal way: a new failure comes back here with a longer pause.
             self->store_backoff = 0ms;
-            if (!self->pending_records.empty()) {
-                try {
-                    self->store.record_attempts(self->pending_records);
-                    self->recorded();
-                } catch (const std::exception& again) {
-                    self->store_backoff = saved;
-                    self->store_failed(again);
-                    return;
-                }
-            }
-            if (self->stopping) {
-                if (self->in_flight.empty())
-                    self->finish_stop();
-                return;
-            }
-            self->pump();
+            self->flush();
         });
     }
 
