@@ -1,6 +1,7 @@
 #include <whisperer/dispatcher.hpp>
 
 #include "detail/delivery_request.hpp"
+#include "detail/event_journal.hpp"
 #include "detail/group_commit.hpp"
 #include "detail/target_auth.hpp"
 
@@ -78,12 +79,15 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           client(ex, client_options(options)),
           commits(st, [this](std::function<void()> job) { asio::post(executor, std::move(job)); }),
           worker(random_worker_id()),
+          journal_prefix(st.journal_prefix()),
           wake_timer(strand),
           renew_timer(strand),
           retention_timer(strand),
           batch_timer(strand),
           stop_timer(strand)
     {
+        if (options.journal && !journal_prefix.empty())
+            journal = std::make_unique<detail::EventJournal>(journal_prefix, worker);
     }
 
     // --- shared, thread-safe ---------------------------------------------------------------------
@@ -101,6 +105,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::set<std::string, std::less<>> callback_names;
     std::atomic<bool> wake_posted{false};
     std::atomic<bool> running_for_callers{false}; // Between start() and stop(), as callers see it.
+    const std::string journal_prefix;                // Where journals of this store live; may be empty.
+    std::unique_ptr<detail::EventJournal> journal;   // Null when events commit before returning.
+    std::atomic<bool> journal_closed{false};         // stop() gave up waiting: leave the rest to replay.
+    std::atomic<std::int64_t> journal_warned_at{0};  // Seconds; store failures are logged once a second.
     struct {
         std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0};
     } count;
@@ -186,6 +194,83 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         ev.created = now;
         ev.due = now;
         return ev;
+    }
+
+    // --- the journal ---------------------------------------------------------------------------
+
+    /// Accepts `event` through the journal: its hooks are chosen now, it is durable on return, and
+    /// it reaches the store in the background.
+    DeliverResult accept(NewEvent event)
+    {
+        event.hook_ids = store.subscriber_ids(event.event_type, event.config_filter);
+        DeliverResult result;
+        result.event_uuid = event.uuid;
+        result.hook_count = event.hook_ids->size();
+        detail::EventJournal::Ticket ticket = journal->append(event);
+        count.queued += result.hook_count;
+        store_accepted(std::move(event), std::move(ticket));
+        return result;
+    }
+
+    /// Writes a journaled event to the store, again and again until that works.
+    void store_accepted(NewEvent accepted, detail::EventJournal::Ticket ticket)
+    {
+        commits.commit_async(std::move(accepted), [self = shared_from_this(), ticket = std::move(ticket)](
+                                                   std::exception_ptr error, EnqueuedEvent written,
+                                                   NewEvent event) mutable {
+            if (!error) {
+                self->journal->settle(ticket);
+                if (!written.delivery_ids.empty())
+                    self->wake();
+                return;
+            }
+            if (self->journal_closed)
+                return; // Stopped: the journal file keeps the event for the next start.
+            self->warn_store_failure(error, event.uuid);
+            // It may have been stored after all (a failure reported after the commit).
+            event.replayed = true;
+            auto timer = std::make_shared<asio::steady_timer>(self->executor, 250ms);
+            timer->async_wait([self, timer, event = std::move(event), ticket = std::move(ticket)](
+                                  boost::system::error_code) mutable {
+                self->store_accepted(std::move(event), std::move(ticket));
+            });
+        });
+    }
+
+    void warn_store_failure(const std::exception_ptr& error, const std::string& uuid)
+    {
+        const std::int64_t now = unix_seconds(Clock::now());
+        std::int64_t last = journal_warned_at.load();
+        if (last == now || !journal_warned_at.compare_exchange_strong(last, now))
+            return;
+        std::string reason = "unknown error";
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            reason = e.what();
+        } catch (...) {
+        }
+        log(LogLevel::warning, "journaled events cannot be stored yet (event " + uuid + "): " + reason +
+                                   "; trying again every 250 ms");
+    }
+
+    /// Stores the events that dispatchers which are gone left in their journals.
+    void replay_journals()
+    {
+        if (journal_prefix.empty())
+            return;
+        try {
+            const std::size_t replayed = detail::EventJournal::replay(
+                journal_prefix, [this](std::span<const NewEvent> events) {
+                    for (const EnqueuedEvent& written : store.enqueue_events(events))
+                        count.queued += written.delivery_ids.size();
+                });
+            if (replayed > 0)
+                log(LogLevel::info, "stored " + std::to_string(replayed) +
+                                        " events that an earlier run had accepted into its journal");
+        } catch (const std::exception& e) {
+            log(LogLevel::error, std::string("cannot store the events of an earlier run's journal yet: ") + e.what());
+        }
     }
 
     // --- one attempt -------------------------------------------------------------------------------
@@ -725,6 +810,7 @@ Dispatcher::~Dispatcher()
 
 void Dispatcher::start()
 {
+    impl_->replay_journals();
     impl_->running_for_callers = true;
     asio::post(impl_->strand, [self = impl_] {
         if (self->running)
@@ -741,8 +827,22 @@ void Dispatcher::start()
 
 void Dispatcher::stop(std::chrono::milliseconds deadline)
 {
-    if (!impl_->running_for_callers.exchange(false))
-        return; // Never started, or already stopped.
+    if (impl_->running_for_callers.exchange(false))
+        stop_workers(deadline);
+    // Started or not: what was accepted goes to the store before the dispatcher goes.
+    if (impl_->journal) {
+        if (impl_->journal->wait_settled(deadline)) {
+            impl_->journal->close_settled();
+        } else {
+            impl_->journal_closed = true;
+            impl_->log(LogLevel::warning, "stop: some accepted events are not in the store yet; "
+                                          "they stay in the journal for the next start");
+        }
+    }
+}
+
+void Dispatcher::stop_workers(std::chrono::milliseconds deadline)
+{
     auto done = std::make_shared<std::promise<void>>();
     auto future = done->get_future();
     asio::post(impl_->strand, [self = impl_, deadline, done] {
@@ -756,6 +856,11 @@ void Dispatcher::stop(std::chrono::milliseconds deadline)
     // dispatcher takes over.
     if (future.wait_for(deadline + 5s) != std::future_status::ready)
         impl_->log(LogLevel::warning, "stop: the executor did not finish in time");
+}
+
+bool Dispatcher::wait_stored(std::chrono::milliseconds timeout)
+{
+    return !impl_->journal || impl_->journal->wait_settled(timeout);
 }
 
 void Dispatcher::wake()
@@ -829,6 +934,8 @@ DeliverResult Dispatcher::deliver_data(json::value data, std::string_view event_
     }
 
     NewEvent ev = impl.make_event(std::move(data), event_type, options, now);
+    if (impl.journal && !options.sync && !options.wait_stored && !ev.idempotency_key)
+        return impl.accept(std::move(ev));
     if (options.sync)
         ev.due = now + impl.sync_hold();
 
@@ -875,12 +982,18 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
     NewEvent ev;
     try {
         ev = impl_->make_event(std::move(data), event_type, options, Clock::now());
+        if (impl_->journal && !options.wait_stored && !ev.idempotency_key) {
+            asio::post(impl_->executor, [handler = std::move(handler), result = impl_->accept(std::move(ev))]() mutable {
+                handler({}, std::move(result));
+            });
+            return;
+        }
     } catch (const Error& e) {
         complete_with_error(e);
         return;
     }
     impl_->commits.commit_async(std::move(ev), [self = impl_, handler = std::move(handler)](
-                                                   std::exception_ptr error, EnqueuedEvent written) {
+                                                   std::exception_ptr error, EnqueuedEvent written, NewEvent) {
         boost::system::error_code ec;
         DeliverResult result;
         if (error) {

@@ -67,6 +67,7 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
         // (and freed) outside it, since their completions may take time.
         std::vector<std::unique_ptr<Request>> finished_async;
         std::vector<EnqueuedEvent> async_results;
+        std::vector<NewEvent> async_events;
         lock.lock();
         for (std::size_t i = 0; i < batch.size(); ++i) {
             Request* r = batch[i];
@@ -74,6 +75,7 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
             if (r->done) {
                 finished_async.emplace_back(r);
                 async_results.push_back(std::move(result));
+                async_events.push_back(std::move(events[i]));
                 continue;
             }
             r->error = error;
@@ -83,7 +85,7 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
         committed_.notify_all();
         lock.unlock();
         for (std::size_t i = 0; i < finished_async.size(); ++i)
-            finished_async[i]->done(error, std::move(async_results[i]));
+            finished_async[i]->done(error, std::move(async_results[i]), std::move(async_events[i]));
         lock.lock();
     }
     leading_ = false;

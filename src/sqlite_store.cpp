@@ -5,6 +5,7 @@
 #include "detail/sqlite_rows.hpp"
 #include "detail/sqlite_schema.hpp"
 #include "detail/sqlite_statements.hpp"
+#include "detail/sqlite_subscribers.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Exception.h>
@@ -30,25 +31,11 @@ namespace {
 /// Listings return between 1 and this many items per page, whatever the caller asks.
 constexpr std::size_t max_page_size = 1000;
 
-bool config_matches(const boost::json::object& config, const boost::json::object& filter)
-{
-    return std::all_of(filter.begin(), filter.end(), [&](const auto& entry) {
-        const auto* value = config.if_contains(entry.key());
-        return value != nullptr && *value == entry.value();
-    });
-}
-
 std::string already_registered_message(const Hook& hook)
 {
     return "An active webhook of '" + hook.owner + "' already sends '" + hook.event_type +
            "' events to " + hook.target_url + ".";
 }
-
-/// A hook that may receive an event, as `enqueue_events` needs it.
-struct Subscriber {
-    std::int64_t hook_id = 0;
-    boost::json::object config;
-};
 
 } // namespace
 
@@ -79,6 +66,7 @@ struct SqliteStore::Impl {
     }
 
     // The steps below expect the mutex held and a transaction open.
+    bool in_memory() const { return path_.empty() || path_ == ":memory:" || path_.find("mode=memory") != std::string::npos; }
     std::optional<Hook> find_hook(std::int64_t id);
     /// Executes an insert or update of `hook`, turning a duplicate into WebhookAlreadyRegistered.
     void write_hook(SQLite::Statement& statement, const Hook& hook);
@@ -94,10 +82,15 @@ struct SqliteStore::Impl {
     /// Moves the health of the delivery's hook by one attempt: a success ends its run of failures.
     void record_health(const AttemptRecord& record);
 
+    /// The events of a journal replay that are stored already.
+    bool stored(const NewEvent& event);
+
     std::string path_;
     SqliteOptions options_;
     std::mutex mutex_;
     SQLite::Database db_;
+    /// Null for an in-memory database, which no second connection can see.
+    std::unique_ptr<SqliteSubscribers> subscribers_;
     // Declared after db_: statements must be finalised before the connection closes.
     std::map<std::string, std::unique_ptr<SQLite::Statement>, std::less<>> statements_;
 };
@@ -131,6 +124,8 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
         // The limit truncates a WAL that a long reader let grow far past that.
         db_.exec("PRAGMA wal_autocheckpoint = 8192");
         db_.exec("PRAGMA journal_size_limit = 67108864");
+        if (!in_memory())
+            subscribers_ = std::make_unique<SqliteSubscribers>(path_);
     } catch (const SQLite::Exception& e) {
         throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
     }
@@ -316,6 +311,26 @@ std::vector<Hook> SqliteStore::active_hooks(const std::string& event_type,
     return impl_->read("list active hooks", [&] { return impl_->active_hooks(event_type, config_filter); });
 }
 
+std::vector<std::int64_t> SqliteStore::subscriber_ids(const std::string& event_type,
+                                                      const boost::json::object& config_filter)
+{
+    if (!impl_->subscribers_)
+        return SubscriptionStore::subscriber_ids(event_type, config_filter);
+    try {
+        return impl_->subscribers_->ids(event_type, config_filter);
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store '" + impl_->path_ + "': cannot read the hooks of '" + event_type +
+                         "': " + e.what());
+    }
+}
+
+std::string SqliteStore::journal_prefix() const
+{
+    if (impl_->in_memory() || impl_->options_.durability == SqliteDurability::full)
+        return {};
+    return impl_->path_ + ".journal";
+}
+
 // --- events and deliveries ---------------------------------------------------------------------
 
 const std::vector<Subscriber>& SqliteStore::Impl::subscribers(
@@ -337,8 +352,21 @@ const std::vector<Subscriber>& SqliteStore::Impl::subscribers(
     return cache.emplace(event_type, std::move(found)).first->second;
 }
 
+bool SqliteStore::Impl::stored(const NewEvent& event)
+{
+    auto existing = statement("SELECT 1 FROM events WHERE uuid = :uuid");
+    existing->bind(":uuid", event.uuid);
+    return existing->executeStep();
+}
+
 EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers)
 {
+    if (event.replayed && stored(event)) {
+        EnqueuedEvent duplicate;
+        duplicate.uuid = event.uuid;
+        duplicate.duplicate = true;
+        return duplicate;
+    }
     if (event.idempotency_key) {
         auto existing = statement("SELECT uuid FROM events WHERE idempotency_key = :key");
         existing->bind(":key", *event.idempotency_key);
@@ -376,19 +404,25 @@ EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vecto
     insert_delivery->bind(":due", to_micros(event.due));
     insert_delivery->bind(":created", to_micros(event.created));
     insert_outbox->bind(":due", to_micros(event.due));
-    for (const Subscriber& subscriber : subscribers) {
-        if (!config_matches(subscriber.config, event.config_filter))
-            continue;
-        insert_delivery->bind(":hook_id", subscriber.hook_id);
+    auto add_delivery = [&](std::int64_t hook_id) {
+        insert_delivery->bind(":hook_id", hook_id);
         insert_delivery->exec();
         insert_delivery->reset();
         const std::int64_t delivery_id = db_.getLastInsertRowid();
         insert_outbox->bind(":delivery_id", delivery_id);
-        insert_outbox->bind(":hook_id", subscriber.hook_id);
+        insert_outbox->bind(":hook_id", hook_id);
         insert_outbox->exec();
         insert_outbox->reset();
         enqueued.delivery_ids.push_back(delivery_id);
+    };
+    if (event.hook_ids) {
+        for (std::int64_t hook_id : *event.hook_ids)
+            add_delivery(hook_id);
+        return enqueued;
     }
+    for (const Subscriber& subscriber : subscribers)
+        if (config_matches(subscriber.config, event.config_filter))
+            add_delivery(subscriber.hook_id);
     return enqueued;
 }
 
@@ -399,8 +433,10 @@ std::vector<EnqueuedEvent> SqliteStore::enqueue_events(std::span<const NewEvent>
         std::map<std::string, std::vector<Subscriber>, std::less<>> subscribers;
         std::vector<EnqueuedEvent> enqueued;
         enqueued.reserve(events.size());
+        static const std::vector<Subscriber> chosen;
         for (const NewEvent& event : events)
-            enqueued.push_back(impl_->enqueue(event, impl_->subscribers(event.event_type, subscribers)));
+            enqueued.push_back(impl_->enqueue(
+                event, event.hook_ids ? chosen : impl_->subscribers(event.event_type, subscribers)));
         return enqueued;
     });
 }

@@ -57,6 +57,7 @@ TEST_CASE("a hook that keeps failing is disabled with a reason, reported, and re
     const std::int64_t hook_id = api.create_hook(api.alice, receiver.url("/hook"));
     api.dispatcher->start();
     auto event = api.dispatcher->deliver_data(json::object{{"id", 1}}, "package-created", {});
+    REQUIRE(api.dispatcher->wait_stored());
     const std::int64_t delivery_id = api.store.deliveries_of_event(event.event_uuid).at(0).id;
 
     REQUIRE(eventually([&] { return reports.size() == 1; }));
@@ -110,6 +111,7 @@ TEST_CASE("any success resets a hook's failure clock", "[health]")
     api.dispatcher->start();
     for (int i = 0; i < 3; ++i) {
         auto event = api.dispatcher->deliver_data(json::object{{"id", i}}, "package-created", {});
+        REQUIRE(api.dispatcher->wait_stored());
         REQUIRE(eventually([&] { return api.store.deliveries_of_event(event.event_uuid).at(0).delivered(); }));
     }
     CHECK(requests == 9);
@@ -130,6 +132,7 @@ TEST_CASE("a hook is disabled only once the failure period has passed as well", 
     const std::int64_t hook_id = api.create_hook(api.alice, receiver.url("/hook"));
     api.dispatcher->start();
     auto event = api.dispatcher->deliver_data(json::object{{"id", 1}}, "package-created", {});
+    REQUIRE(api.dispatcher->wait_stored());
     REQUIRE(eventually([&] {
         return api.store.deliveries_of_event(event.event_uuid).at(0).state == DeliveryState::failed;
     }));
@@ -150,6 +153,7 @@ TEST_CASE("endpoint health is off when disable_after_failures is zero", "[health
     const std::int64_t hook_id = api.create_hook(api.alice, receiver.url("/hook"));
     api.dispatcher->start();
     auto event = api.dispatcher->deliver_data(json::object{{"id", 1}}, "package-created", {});
+    REQUIRE(api.dispatcher->wait_stored());
     REQUIRE(eventually([&] {
         return api.store.deliveries_of_event(event.event_uuid).at(0).state == DeliveryState::failed;
     }));

@@ -48,6 +48,7 @@ struct FailedDeliveries {
         api.dispatcher->start();
         for (int i = 0; i < n; ++i) {
             auto result = api.dispatcher->deliver_data(json::object{{"n", i}}, "package-created", {});
+            REQUIRE(api.dispatcher->wait_stored());
             deliveries.push_back(api.store.deliveries_of_event(result.event_uuid).at(0).id);
         }
         REQUIRE(eventually([&] { return count(DeliveryState::failed) == deliveries.size(); }));

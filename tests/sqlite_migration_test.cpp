@@ -58,7 +58,10 @@ TEST_CASE("a version 1 database file is migrated to endpoint health and keeps it
         delivery_id = store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0);
     }
     // What version 1 wrote: the hooks table without the health columns.
-    exec_on_file(path, "ALTER TABLE hooks DROP COLUMN failed_attempts;"
+    // (and without what later versions added)
+    exec_on_file(path, "DROP TRIGGER hooks_inserted; DROP TRIGGER hooks_deleted;"
+                       "DROP TRIGGER hooks_resubscribed; DROP TABLE hooks_generation;"
+                       "ALTER TABLE hooks DROP COLUMN failed_attempts;"
                        "ALTER TABLE hooks DROP COLUMN failing_since;"
                        "PRAGMA user_version = 1;");
     REQUIRE(user_version(path) == 1);

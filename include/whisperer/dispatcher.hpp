@@ -41,6 +41,9 @@ struct DeliverOptions {
     bool sync = false;
     /// What the event is about (host-defined, e.g. "package:61"), kept with the deliveries.
     std::string object_ref;
+    /// Return only once the event is in the store, so that reads through the store show it at
+    /// once; otherwise an event accepted into the journal shows there a moment later.
+    bool wait_stored = false;
 };
 
 /// One hook's attempt in a synchronous delivery.
@@ -60,9 +63,11 @@ struct DeliverResult {
 
 /// Delivers events to the hooks that subscribe to them: durably, signed, retried, logged.
 ///
-/// `deliver_event` writes the event with one delivery and one outbox row per matching hook in a
-/// single store transaction (concurrent callers share commits) and returns once that is durable;
-/// it never waits on the network. Workers on the given executor claim due outbox rows in batches
+/// `deliver_event` chooses the matching hooks, makes the event durable and returns; it never waits
+/// on the network. Durable means appended to the dispatcher's journal (see
+/// `DispatcherOptions::journal`), from where the event with one delivery and one outbox row per
+/// hook reaches the store moments later, or, without a journal, committed to the store
+/// (concurrent callers share transactions). Workers on the given executor claim due outbox rows in batches
 /// under a short lease, POST them over pooled keep-alive connections, record the outcomes in
 /// batches and schedule retries by each hook's countdown. After a crash, rows whose lease ran out
 /// are delivered again by the next dispatcher on the same store: delivery is at least once.
@@ -118,6 +123,10 @@ public:
     /// executor and `handler` receives it.
     void async_retry_delivery(std::int64_t delivery_id, bool force, std::function<void(HookResult)> handler);
 
+    /// Waits until every event that `deliver_event` accepted into the journal is in the store
+    /// (at once when there is no journal); false when `timeout` passed first.
+    bool wait_stored(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
     /// Tells the workers that deliveries became due outside `deliver_event` (a hook was
     /// re-activated, failed deliveries were queued again), so they look now rather than at the
     /// next idle poll. Cheap; any thread.
@@ -158,6 +167,9 @@ public:
                             std::function<void(boost::system::error_code, DeliverResult)> handler);
 
 private:
+    /// The part of `stop` that ends the workers.
+    void stop_workers(std::chrono::milliseconds deadline);
+
     struct Impl;
     std::shared_ptr<Impl> impl_;
     boost::asio::any_io_executor executor_;

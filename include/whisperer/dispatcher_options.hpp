@@ -58,6 +58,14 @@ struct DispatcherOptions {
     std::chrono::hours retention{12 * 7 * 24};
     /// The serialised envelope may not exceed this many bytes.
     std::size_t max_payload_bytes = 256 * 1024;
+    /// Accept events into a journal file beside the store, when the store keeps one (see
+    /// `SubscriptionStore::journal_prefix`; SQLite files with the default durability do):
+    /// `deliver_event` then returns after one write() of a few microseconds, just as safe
+    /// against a crash of the process as a commit, and the events reach the store moments later,
+    /// many to a transaction. Until then the store does not show them; `Dispatcher::wait_stored`
+    /// waits for that. A dispatcher's `start` stores what a crashed process left in its journal.
+    /// Calls with an idempotency key, re-sends and sync calls always commit before returning.
+    bool journal = true;
     /// The envelope's data key: "data" (the seed page) or "payload" (the original's code).
     DataKey data_key = DataKey::data;
     /// PEM file of trusted CAs for HTTPS receivers; empty uses the system's store.

@@ -46,6 +46,12 @@ public:
     Page<Hook> list_hooks(const HookQuery& query) override;
     std::vector<Hook> active_hooks(const std::string& event_type,
                                    const boost::json::object& config_filter = {}) override;
+    /// Served from a per-event-type cache read through a second connection, so that callers
+    /// never wait for the store's writer; a change of hooks by any process clears it.
+    std::vector<std::int64_t> subscriber_ids(const std::string& event_type,
+                                             const boost::json::object& config_filter = {}) override;
+    /// `<path>.journal` for a file with `normal` durability; empty for `full` and in memory.
+    std::string journal_prefix() const override;
 
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override;
     std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override;

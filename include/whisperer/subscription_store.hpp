@@ -76,6 +76,12 @@ struct NewEvent {
     boost::json::object config_filter;      ///< Only hooks whose `config[k] == v` for every key.
     TimePoint created{};
     TimePoint due{};                        ///< When the first attempt may start.
+    /// When set, exactly these hooks receive the event (they were chosen when it was accepted),
+    /// instead of the active hooks that match `event_type` and `config_filter` at the write.
+    std::optional<std::vector<std::int64_t>> hook_ids;
+    /// The event may be stored already (it is replayed from a journal after a crash): when its
+    /// uuid exists, nothing is written and the result is a duplicate.
+    bool replayed = false;
 };
 
 /// What `enqueue_events` did with one `NewEvent`.
@@ -159,6 +165,17 @@ public:
     /// Active hooks of `event_type` whose config matches every key of `config_filter`.
     virtual std::vector<Hook> active_hooks(const std::string& event_type,
                                            const boost::json::object& config_filter = {}) = 0;
+    /// The ids of the hooks `active_hooks` would return, in id order. Runs on every
+    /// `deliver_event`, so implementations should answer from a cache, which must still reflect
+    /// every committed change to hooks (from any process) by the time of the call. The default
+    /// calls `active_hooks`.
+    virtual std::vector<std::int64_t> subscriber_ids(const std::string& event_type,
+                                                     const boost::json::object& config_filter = {});
+    /// Where a dispatcher may keep its journal of accepted events: a path prefix beside the
+    /// store's data, on the same disk, or empty (the default) for none. A store returns empty
+    /// when its commits promise more than a journal's write() does (SQLite's `full` durability)
+    /// or when it keeps nothing on disk.
+    virtual std::string journal_prefix() const { return {}; }
 
     // --- events and deliveries ------------------------------------------------------------------
     /// Writes every event with one delivery and one outbox row per matching active hook, all in

@@ -19,7 +19,8 @@ namespace whisperer::detail {
 /// caller pays one transaction; a burst pays one per batch. Thread-safe.
 class GroupCommit {
 public:
-    using Completion = std::function<void(std::exception_ptr, EnqueuedEvent)>;
+    /// Receives the commit's error or result, and the event back (to submit again after an error).
+    using Completion = std::function<void(std::exception_ptr, EnqueuedEvent, NewEvent)>;
     /// Runs a leader's loop somewhere else (the dispatcher's executor), for async submissions.
     using Spawn = std::function<void(std::function<void()>)>;
 

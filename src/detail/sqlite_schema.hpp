@@ -121,10 +121,25 @@ inline constexpr const char* sqlite_schema_v2[] = {
     R"sql(ALTER TABLE hooks ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0)sql",
 };
 
+/// Version 3: a counter that every change to who receives what moves, so that a process can
+/// cache each event type's subscribers and still see another process's new hook at once.
+inline constexpr const char* sqlite_schema_v3[] = {
+    R"sql(CREATE TABLE hooks_generation (n INTEGER NOT NULL))sql",
+    R"sql(INSERT INTO hooks_generation (n) VALUES (0))sql",
+    R"sql(CREATE TRIGGER hooks_inserted AFTER INSERT ON hooks
+          BEGIN UPDATE hooks_generation SET n = n + 1; END)sql",
+    R"sql(CREATE TRIGGER hooks_deleted AFTER DELETE ON hooks
+          BEGIN UPDATE hooks_generation SET n = n + 1; END)sql",
+    // Health columns change on every failed attempt; they do not change who receives what.
+    R"sql(CREATE TRIGGER hooks_resubscribed AFTER UPDATE OF is_active, event_type, config ON hooks
+          BEGIN UPDATE hooks_generation SET n = n + 1; END)sql",
+};
+
 /// Every migration in order; the schema version is their count.
-inline constexpr std::array<SqliteMigration, 2> sqlite_migrations{
+inline constexpr std::array<SqliteMigration, 3> sqlite_migrations{
     SqliteMigration{sqlite_schema_v1},
     SqliteMigration{sqlite_schema_v2},
+    SqliteMigration{sqlite_schema_v3},
 };
 
 /// Creates whisperer's schema in `db` or migrates it forward to the newest version.

@@ -450,6 +450,8 @@ struct HooksRouter::Impl {
                                                            " characters without control characters.");
             deliver.idempotency_key = std::string(key->as_string());
         }
+        // A client that lists the event's deliveries right after this answer finds them.
+        deliver.wait_stored = true;
         dispatcher.async_deliver_data(std::move(*data), event_type, std::move(deliver),
                                       [to = call.reply_to, done = call.done](std::error_code ec, DeliverResult result) {
                                           answer(to, done, [&] {
