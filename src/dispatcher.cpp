@@ -266,8 +266,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                         count.queued += written.delivery_ids.size();
                 });
             if (replayed > 0)
-                log(LogLevel::info, "stored " + std::to_string(replayed) +
-                                        " events that an earlier run had accepted into its journal");
+                log(LogLevel::info, "read " + std::to_string(replayed) +
+                                        " events from the journal of an earlier run into the store"
+                                        " (those it had stored already were skipped)");
         } catch (const std::exception& e) {
             log(LogLevel::error, std::string("cannot store the events of an earlier run's journal yet: ") + e.what());
         }

@@ -152,7 +152,8 @@ int main(int argc, char** argv)
         options.address_filter =
             whisperer::AddressPolicy{}.allow(whisperer::Cidr::parse("127.0.0.0/8")).as_filter();
         options.log = [](whisperer::LogLevel level, std::string_view message) {
-            if (level >= whisperer::LogLevel::warning)
+            // Also the line saying how many events a killed run left in its journal.
+            if (level >= whisperer::LogLevel::warning || message.find("journal") != std::string_view::npos)
                 say("log " + std::string(to_string(level)) + ": " + std::string(message));
         };
         whisperer::Dispatcher dispatcher(pool.get_executor(), registry, store, options);
