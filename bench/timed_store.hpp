@@ -69,6 +69,11 @@ public:
         return inner_.deactivate_hook(id, reason);
     }
     Page<Hook> list_hooks(const HookQuery& query) override { return inner_.list_hooks(query); }
+    std::vector<std::int64_t> subscriber_ids(const std::string& type, const boost::json::object& filter) override
+    {
+        return inner_.subscriber_ids(type, filter); // In the host's thread: not timed, no shared lock.
+    }
+    std::string journal_prefix() const override { return inner_.journal_prefix(); }
     std::vector<Hook> active_hooks(const std::string& type, const boost::json::object& filter) override
     {
         return inner_.active_hooks(type, filter);
