@@ -1,5 +1,6 @@
 #include <whisperer/api_token.hpp>
 #include <whisperer/error.hpp>
+#include <whisperer/hook.hpp>
 #include <whisperer/signature.hpp>
 
 #include <openssl/rand.h>
@@ -12,6 +13,9 @@ std::string issue_token(SubscriptionStore& store, std::string owner, bool admin,
 {
     if (owner.empty())
         throw ValidationError("owner", "owner is required.");
+    // An owner that no hook could have is refused now rather than at the token's first hook.
+    if (const std::size_t limit = HookRules{}.max_name_length; owner.size() > limit)
+        throw ValidationError("owner", "owner may have at most " + std::to_string(limit) + " characters.");
     unsigned char bytes[20];
     if (RAND_bytes(bytes, sizeof bytes) != 1)
         throw std::runtime_error("whisperer: the system's random generator failed");

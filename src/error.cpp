@@ -25,6 +25,7 @@ public:
         case errc::no_default_dispatcher: return "No default dispatcher is installed.";
         case errc::dispatcher_stopped: return "The dispatcher is stopped.";
         case errc::payload_too_large: return "Payload is too large.";
+        case errc::too_many_hooks: return "The owner has as many active webhooks as allowed.";
         }
         return "Unknown whisperer error.";
     }
@@ -55,6 +56,7 @@ std::string_view api_code(errc e) noexcept
     case errc::no_default_dispatcher: return "whisperer_no_dispatcher";
     case errc::dispatcher_stopped: return "whisperer_stopped";
     case errc::payload_too_large: return "whisperer_payload_too_large";
+    case errc::too_many_hooks: return "whisperer_too_many_hooks";
     }
     return "whisperer_unknown";
 }

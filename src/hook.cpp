@@ -4,6 +4,7 @@
 #include <whisperer/registry.hpp>
 #include <whisperer/retry_countdown.hpp>
 
+#include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -153,7 +154,13 @@ void validate_headers(const Hook& hook, const HookRules& rules)
         throw ValidationError("additional_headers", "additional_headers may hold at most " +
                                                         std::to_string(rules.max_additional_headers) + " headers.");
     bool has_auth = hook.config.contains("auth");
+    std::size_t total = 0;
     for (const auto& entry : headers) {
+        // Named before the field is, so that an overlong name is not repeated in the error.
+        if (entry.key().size() > rules.max_header_name_length)
+            throw ValidationError("additional_headers", "Header names may have at most " +
+                                                            std::to_string(rules.max_header_name_length) +
+                                                            " characters.");
         std::string field = "additional_headers." + std::string(entry.key());
         if (!is_token(entry.key()))
             throw ValidationError(field, "Header name \"" + std::string(entry.key()) + "\" is not a valid token.");
@@ -168,7 +175,19 @@ void validate_headers(const Hook& hook, const HookRules& rules)
                                              std::to_string(rules.max_header_value_length) + " characters.");
         if (has_control_chars(value))
             throw ValidationError(field, "Header values may not contain CR, LF or other control characters.");
+        total += entry.key().size() + value.size();
     }
+    if (total > rules.max_additional_headers_size)
+        throw ValidationError("additional_headers", "The names and values of additional_headers may have at most " +
+                                                        std::to_string(rules.max_additional_headers_size) +
+                                                        " characters together.");
+}
+
+void validate_name_length(std::string_view name, std::string_view field, std::size_t max_length)
+{
+    if (name.size() > max_length)
+        throw ValidationError(std::string(field), std::string(field) + " may have at most " +
+                                                      std::to_string(max_length) + " characters.");
 }
 
 } // namespace
@@ -201,6 +220,7 @@ void validate_hook(const Hook& hook, const HookRules& rules)
         throw ValidationError("event_type", "\"" + hook.event_type + "\" is not a valid choice.");
     if (hook.owner.empty())
         throw ValidationError("owner", "owner is required.");
+    validate_name_length(hook.owner, "owner", rules.max_name_length);
     if (hook.secret_key.size() > rules.max_secret_length)
         throw ValidationError("secret_key", "secret_key may have at most " +
                                                 std::to_string(rules.max_secret_length) + " characters.");
@@ -208,9 +228,13 @@ void validate_hook(const Hook& hook, const HookRules& rules)
         throw ValidationError("secret_key", "secret_key may not contain control characters.");
     static const CountdownRegistry builtin;
     (rules.countdowns ? *rules.countdowns : builtin).parse(hook.retry_countdown_config);
+    validate_name_length(hook.callback, "callback", rules.max_name_length);
     if (!hook.callback.empty() && (rules.callbacks == nullptr || !rules.callbacks->contains(hook.callback)))
         throw ValidationError("callback", "\"" + hook.callback + "\" is not a registered callback.");
     validate_headers(hook, rules);
+    if (json::serialize(hook.config).size() > rules.max_config_size)
+        throw ValidationError("config", "config may have at most " + std::to_string(rules.max_config_size) +
+                                            " characters as JSON.");
     if (const json::value* auth = hook.config.if_contains("auth"))
         validate_auth(*auth, rules.max_url_length, rules.address_filter);
 }

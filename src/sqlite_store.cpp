@@ -70,6 +70,8 @@ struct SqliteStore::Impl {
     std::optional<Hook> find_hook(std::int64_t id);
     /// Executes an insert or update of `hook`, turning a duplicate into WebhookAlreadyRegistered.
     void write_hook(SQLite::Statement& statement, const Hook& hook);
+    /// Throws TooManyHooks when `owner` has `max_hooks_per_owner` active hooks already.
+    void check_hook_quota(const std::string& owner);
     std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter);
     const std::vector<Subscriber>& subscribers(
         const std::string& event_type, std::map<std::string, std::vector<Subscriber>, std::less<>>& cache);
@@ -198,9 +200,24 @@ void SqliteStore::Impl::write_hook(SQLite::Statement& statement, const Hook& hoo
     }
 }
 
+void SqliteStore::Impl::check_hook_quota(const std::string& owner)
+{
+    const std::size_t limit = options_.max_hooks_per_owner;
+    if (limit == 0)
+        return;
+    auto count = statement("SELECT COUNT(*) FROM hooks WHERE owner = :owner AND is_active = 1");
+    count->bind(":owner", owner);
+    count->executeStep();
+    if (static_cast<std::size_t>(count->getColumn(0).getInt64()) >= limit)
+        throw TooManyHooks("'" + owner + "' already has " + std::to_string(limit) +
+                           " active webhooks, the most allowed; delete one first.");
+}
+
 Hook SqliteStore::create_hook(const Hook& hook)
 {
     return impl_->write("create a hook", [&] {
+        if (hook.is_active)
+            impl_->check_hook_quota(hook.owner);
         Hook created = hook;
         created.created = created.modified = stored_time(Clock::now());
         auto insert = impl_->statement(
@@ -226,6 +243,13 @@ std::optional<Hook> SqliteStore::find_hook(std::int64_t id)
 Hook SqliteStore::update_hook(const Hook& hook)
 {
     return impl_->write("update a hook", [&] {
+        if (hook.is_active) {
+            std::optional<Hook> before = impl_->find_hook(hook.id);
+            if (!before)
+                throw WebhookDoesNotExist("Webhook " + std::to_string(hook.id) + " does not exist.");
+            if (!before->is_active || before->owner != hook.owner)
+                impl_->check_hook_quota(hook.owner);
+        }
         auto update = impl_->statement(
             "UPDATE hooks SET owner = :owner, target_url = :target_url, event_type = :event_type, "
             "is_active = :is_active, secret_key = :secret_key, callback = :callback, "

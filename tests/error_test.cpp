@@ -17,7 +17,7 @@ constexpr std::array all_codes = {
     errc::unknown_event_type,    errc::event_already_delivered, errc::improperly_configured,
     errc::event_already_registered, errc::event_still_retrying, errc::invalid_argument,
     errc::store_failure,         errc::store_version_too_new,   errc::no_default_dispatcher,
-    errc::dispatcher_stopped,    errc::payload_too_large,
+    errc::dispatcher_stopped,    errc::payload_too_large,       errc::too_many_hooks,
 };
 
 template <class E>
@@ -88,7 +88,8 @@ TEST_CASE("codes the original API lacks get distinct whisperer_ codes", "[error]
         codes.insert(api_code(e));
     CHECK(codes.size() == all_codes.size());
     for (errc e : {errc::invalid_argument, errc::store_failure, errc::store_version_too_new,
-                   errc::no_default_dispatcher, errc::dispatcher_stopped, errc::payload_too_large}) {
+                   errc::no_default_dispatcher, errc::dispatcher_stopped, errc::payload_too_large,
+                   errc::too_many_hooks}) {
         INFO("code " << static_cast<int>(e));
         CHECK(api_code(e).starts_with("whisperer_"));
     }
@@ -105,6 +106,7 @@ TEST_CASE("each named exception carries its code and API code", "[error]")
     check_exception<AlreadyRegisteredEvent>(errc::event_already_registered, "event_100_5");
     check_exception<EventStillRetrying>(errc::event_still_retrying, "event_100_6");
     check_exception<StoreError>(errc::store_failure, api_code(errc::store_failure));
+    check_exception<TooManyHooks>(errc::too_many_hooks, "whisperer_too_many_hooks");
 }
 
 TEST_CASE("whisperer exceptions can be caught as std::runtime_error", "[error]")

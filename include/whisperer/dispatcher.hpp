@@ -96,7 +96,8 @@ public:
     /// `instance` is a `boost::json::value` or `boost::json::object` (delivered unchanged), or an
     /// object of the type the event class was registered with (serialised by it). Throws
     /// `UnknownEventType`, `ImproperlyConfigured` (wrong instance type), `Error` with
-    /// `errc::payload_too_large`, `StoreError` (nothing was written), and for re-sends
+    /// `errc::payload_too_large` (envelope over `max_payload_bytes`), `ValidationError` (data
+    /// nested deeper than `max_data_depth`), `StoreError` (nothing was written), and for re-sends
     /// `WebhookEventDoesNotExist`, `EventAlreadyDelivered`, `EventStillRetrying`.
     template <class T>
     DeliverResult deliver_event(const T& instance, std::string_view event_type, const DeliverOptions& options = {})

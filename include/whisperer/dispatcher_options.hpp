@@ -56,8 +56,12 @@ struct DispatcherOptions {
     /// Finished (delivered or failed) deliveries older than this are deleted, in batches, once
     /// an hour; zero keeps them forever. Pending deliveries are never deleted.
     std::chrono::hours retention{12 * 7 * 24};
-    /// The serialised envelope may not exceed this many bytes.
+    /// The serialised envelope may not exceed this many bytes; a larger event is refused with
+    /// `errc::payload_too_large` and nothing is written.
     std::size_t max_payload_bytes = 256 * 1024;
+    /// An event's data may nest arrays and objects at most this deep (`[]` is one level); deeper
+    /// data is refused with `ValidationError` (field "data") and nothing is written.
+    std::size_t max_data_depth = 64;
     /// Accept events into a journal file beside the store, when the store keeps one (see
     /// `SubscriptionStore::journal_prefix`; SQLite files with the default durability do):
     /// `deliver_event` then returns after one write() of a few microseconds, just as safe

@@ -27,6 +27,7 @@ enum class errc {
     no_default_dispatcher,       ///< whisperer::deliver_event called before set_default_dispatcher.
     dispatcher_stopped,          ///< the dispatcher is stopped and takes no new events.
     payload_too_large,           ///< the serialised envelope exceeds the configured limit.
+    too_many_hooks,              ///< the owner already has as many active hooks as the store allows.
 };
 
 /// The category of `errc`; its name() is "whisperer".
@@ -80,6 +81,7 @@ WHISPERER_DEFINE_ERROR(ImproperlyConfigured, errc::improperly_configured);
 WHISPERER_DEFINE_ERROR(AlreadyRegisteredEvent, errc::event_already_registered);
 WHISPERER_DEFINE_ERROR(EventStillRetrying, errc::event_still_retrying);
 WHISPERER_DEFINE_ERROR(StoreError, errc::store_failure);
+WHISPERER_DEFINE_ERROR(TooManyHooks, errc::too_many_hooks);
 
 #undef WHISPERER_DEFINE_ERROR
 

@@ -44,14 +44,23 @@ struct Hook {
 };
 
 /// Everything a hook is checked against before the store sees it.
+///
+/// Lengths and sizes are in bytes (of UTF-8 text). Each limit is checked by `validate_hook`,
+/// which throws `ValidationError` naming the field for the first one exceeded.
 struct HookRules {
     const Registry* registry = nullptr;                ///< When set, event_type must be registered.
     const CountdownRegistry* countdowns = nullptr;     ///< When set, used to parse the countdown.
     const std::set<std::string, std::less<>>* callbacks = nullptr; ///< When set, callback must be in it.
-    std::size_t max_url_length = 2048;
-    std::size_t max_secret_length = 512;
-    std::size_t max_additional_headers = 32;
-    std::size_t max_header_value_length = 4096;
+    std::size_t max_url_length = 2048;                 ///< target_url and `config.auth.url`.
+    std::size_t max_secret_length = 512;               ///< secret_key.
+    std::size_t max_additional_headers = 32;           ///< Entries of additional_headers.
+    std::size_t max_header_value_length = 4096;        ///< Each value of additional_headers.
+    std::size_t max_header_name_length = 256;          ///< Each name of additional_headers.
+    /// Every name and value of additional_headers together, so that the request stays within
+    /// the header limits receivers commonly have.
+    std::size_t max_additional_headers_size = 8 * 1024;
+    std::size_t max_config_size = 16 * 1024;           ///< config, serialised as JSON.
+    std::size_t max_name_length = 255;                 ///< owner and callback.
     /// When set, a target_url (or `config.auth.url`) whose host is an IP literal, in any form,
     /// must pass it; host names are checked after resolution, at delivery.
     AddressFilter address_filter;
@@ -60,8 +69,9 @@ struct HookRules {
 /// Throws `ValidationError` (field named) unless `hook` is acceptable: an absolute http(s)
 /// target_url, a valid (and registered) event_type, a valid countdown config, additional headers
 /// that are tokens with CR/LF-free string values and not reserved, a known callback, a valid
-/// `config.auth`, an IP-literal host that `rules.address_filter` (when set) permits. The built-in
-/// countdown choices are used when `rules.countdowns` is null.
+/// `config.auth`, an IP-literal host that `rules.address_filter` (when set) permits, and every
+/// length and size within the limits of `rules`. The built-in countdown choices are used when
+/// `rules.countdowns` is null.
 void validate_hook(const Hook& hook, const HookRules& rules = {});
 
 /// True for headers that whisperer sets itself and subscribers may not override

@@ -21,6 +21,10 @@ struct SqliteOptions {
     SqliteDurability durability = SqliteDurability::normal;
     std::chrono::milliseconds busy_timeout{5000}; ///< Wait this long for another process's lock.
     std::size_t response_body_limit = 20 * 1024; ///< Stored response bodies are cut to this.
+    /// Active hooks one owner may have; creating or re-activating one more throws `TooManyHooks`.
+    /// Checked in the transaction that writes the hook, so concurrent writers (threads or
+    /// processes) cannot pass it together. Zero means no limit.
+    std::size_t max_hooks_per_owner = 1000;
 };
 
 /// The default store: one SQLite file in WAL mode (or `":memory:"` for tests).

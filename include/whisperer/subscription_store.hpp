@@ -148,15 +148,17 @@ public:
 
     // --- hooks -----------------------------------------------------------------------------
     /// Inserts `hook` (id, created and modified are set). Throws `WebhookAlreadyRegistered`
-    /// (webhook_100_2) when an active hook has the same (owner, target_url, event_type).
-    /// Validation of the fields is the caller's job (`validate_hook`).
+    /// (webhook_100_2) when an active hook has the same (owner, target_url, event_type), and
+    /// `TooManyHooks` when the hook is active and its owner already has as many active hooks as
+    /// the store allows. Validation of the fields is the caller's job (`validate_hook`).
     virtual Hook create_hook(const Hook& hook) = 0;
     virtual std::optional<Hook> find_hook(std::int64_t id) = 0;
     /// Replaces every field but id, created and the health fields (`failing_since`,
     /// `failed_attempts`, which only attempts change). An active hook is stored without
     /// `disabled_reason` and `disabled_at`, and re-activating an inactive one also clears its
-    /// health. Throws `WebhookDoesNotExist`, or `WebhookAlreadyRegistered` when the change would
-    /// duplicate another active hook.
+    /// health. Throws `WebhookDoesNotExist`, `WebhookAlreadyRegistered` when the change would
+    /// duplicate another active hook, or `TooManyHooks` when it would give an owner more active
+    /// hooks than the store allows (re-activating the hook, or moving it to another owner).
     virtual Hook update_hook(const Hook& hook) = 0;
     /// Sets is_active false (soft delete), recording `reason` when whisperer disables it.
     /// Returns false when no such hook exists.

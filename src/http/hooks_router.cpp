@@ -98,6 +98,20 @@ HttpError not_choice(const std::string& event_type)
     return invalid_field("event_type", "\"" + event_type + "\" is not a valid choice.");
 }
 
+/// The answer to a publish the dispatcher refused. Its completion carries only the code, so the
+/// limits are named here.
+HttpError publish_error(std::error_code ec, const DispatcherOptions& limits)
+{
+    if (ec == errc::payload_too_large)
+        return from_error_code(ec, "The event's envelope exceeds " + std::to_string(limits.max_payload_bytes) +
+                                       " bytes.");
+    // The only input the dispatcher validates when it makes an event is the depth of its data.
+    if (ec == errc::invalid_argument)
+        return invalid_field("data", "data may nest arrays and objects at most " +
+                                         std::to_string(limits.max_data_depth) + " levels deep.");
+    return from_error_code(ec);
+}
+
 template <class T, class ToJson>
 json::object page_of(const Page<T>& page, ToJson&& to_json)
 {
@@ -185,6 +199,9 @@ struct HooksRouter::Impl {
         const Route* matched = match(split_path(path.substr(options.prefix.size())), call.id);
         if (matched == nullptr)
             throw HttpError(status::not_found, "not_found", "Not found.");
+        if (request.body().size() > options.max_body_size)
+            throw HttpError(status::payload_too_large, "payload_too_large",
+                            "The request body exceeds " + std::to_string(options.max_body_size) + " bytes.");
         auto principal = authenticator.authenticate(request);
         if (!principal)
             throw HttpError(status::unauthorized, "not_authenticated",
@@ -278,11 +295,15 @@ struct HooksRouter::Impl {
             hook.owner = call.principal.owner;
         else
             hook = visible_hook(call);
-        apply_hook_fields(hook, read_json_object(call.request), mode);
+        apply_hook_fields(hook, read_json_object(call.request, options.max_json_depth), mode);
         if (!registry.contains(hook.event_type))
             throw not_choice(hook.event_type);
-        HookRules rules{&registry, dispatcher.options().countdowns, &dispatcher.callback_names()};
-        rules.address_filter = address_filter_or_default(dispatcher.options().address_filter);
+        HookRules rules = options.hook_rules;
+        rules.registry = &registry;
+        rules.countdowns = dispatcher.options().countdowns;
+        rules.callbacks = &dispatcher.callback_names();
+        if (!rules.address_filter)
+            rules.address_filter = address_filter_or_default(dispatcher.options().address_filter);
         validate_hook(hook, rules);
         if (mode == HookWrite::create) {
             // Every hook signs: one created without a secret gets a generated one, shown in
@@ -320,7 +341,7 @@ struct HooksRouter::Impl {
     std::optional<Response> recover_hook(Call& call)
     {
         visible_hook(call);
-        json::object body = read_json_object(call.request);
+        json::object body = read_json_object(call.request, options.max_json_depth);
         auto time_field = [&](std::string_view field) -> std::optional<TimePoint> {
             const json::value* v = body.if_contains(field);
             if (v == nullptr || v->is_null())
@@ -385,7 +406,7 @@ struct HooksRouter::Impl {
     std::optional<Response> retry_delivery(Call& call)
     {
         visible_delivery(call, false);
-        json::object body = read_json_object(call.request);
+        json::object body = read_json_object(call.request, options.max_json_depth);
         bool force = false;
         if (const json::value* v = body.if_contains("force")) {
             if (!v->is_bool())
@@ -422,7 +443,7 @@ struct HooksRouter::Impl {
         if (!call.principal.publisher && !call.principal.admin)
             throw HttpError(status::forbidden, "permission_denied",
                             "Publishing events needs a token with the publisher or admin right.");
-        json::object body = read_json_object(call.request);
+        json::object body = read_json_object(call.request, options.max_json_depth);
         const json::value* type = body.if_contains("event_type");
         if (type == nullptr || type->is_null())
             throw invalid_field("event_type", "event_type is required.");
@@ -453,10 +474,11 @@ struct HooksRouter::Impl {
         // A client that lists the event's deliveries right after this answer finds them.
         deliver.wait_stored = true;
         dispatcher.async_deliver_data(std::move(*data), event_type, std::move(deliver),
-                                      [to = call.reply_to, done = call.done](std::error_code ec, DeliverResult result) {
+                                      [to = call.reply_to, done = call.done,
+                                       &limits = dispatcher.options()](std::error_code ec, DeliverResult result) {
                                           answer(to, done, [&] {
                                               if (ec)
-                                                  throw from_error_code(ec);
+                                                  throw publish_error(ec, limits);
                                               json::object out{{"uuid", result.event_uuid},
                                                                {"hooks", result.hook_count},
                                                                {"duplicate", result.duplicate}};

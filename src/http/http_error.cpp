@@ -21,7 +21,8 @@ status status_of(errc e) noexcept
     case errc::event_still_retrying: return status::not_acceptable;
     case errc::invalid_argument:
     case errc::unknown_event_type:
-    case errc::improperly_configured: return status::bad_request;
+    case errc::improperly_configured:
+    case errc::too_many_hooks: return status::bad_request;
     case errc::payload_too_large: return status::payload_too_large;
     case errc::store_failure:
     case errc::store_version_too_new:

@@ -2,10 +2,12 @@
 #include "detail/http_error.hpp"
 
 #include <boost/beast/http/field.hpp>
+#include <boost/json/error.hpp>
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <cctype>
+#include <string>
 
 namespace whisperer::http::detail {
 
@@ -27,7 +29,7 @@ bool is_json_media_type(std::string_view content_type)
 
 } // namespace
 
-boost::json::object read_json_object(const Request& request)
+boost::json::object read_json_object(const Request& request, std::size_t max_depth)
 {
     // As in the original API, no body is no data (whatever the content type says), so that
     // required fields are reported by name and a bare `POST .../retry/` works.
@@ -39,8 +41,12 @@ boost::json::object read_json_object(const Request& request)
                         "Unsupported media type: send the body as application/json.");
     boost::system::error_code ec;
     boost::json::parse_options options;
-    options.max_depth = 64;
+    options.max_depth = max_depth;
     boost::json::value body = boost::json::parse(request.body(), ec, {}, options);
+    if (ec == boost::json::error::too_deep)
+        throw HttpError(status::bad_request, "parse_error",
+                        "The JSON body may nest arrays and objects at most " + std::to_string(max_depth) +
+                            " levels deep.");
     if (ec)
         throw HttpError(status::bad_request, "parse_error", "JSON parse error: " + ec.message() + ".");
     if (!body.is_object())

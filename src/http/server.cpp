@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -131,6 +132,11 @@ private:
             return on_read_error(ec);
         busy_ = true;
         started_ = std::chrono::steady_clock::now();
+        const auto& header = parser_->get();
+        if (static_cast<std::size_t>(std::distance(header.begin(), header.end())) > options().max_header_fields)
+            return reject(status::request_header_fields_too_large, "too_many_header_fields",
+                          "The request has more than " + std::to_string(options().max_header_fields) +
+                              " header fields.");
         auto expect = parser_->get().find(bhttp::field::expect);
         if (expect != parser_->get().end() && iequals(expect->value(), "100-continue")) {
             auto interim = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,

@@ -3,6 +3,7 @@
 
 #include <whisperer/http/authenticator.hpp>
 #include <whisperer/http/message.hpp>
+#include <whisperer/hook.hpp>
 
 #include <cstddef>
 #include <functional>
@@ -26,6 +27,15 @@ struct RouterOptions {
     std::size_t default_page_size = 50;
     /// The largest `limit` honoured; larger ones are cut to it.
     std::size_t max_page_size = 250;
+    /// Larger request bodies are answered 413 without being parsed.
+    std::size_t max_body_size = 1024 * 1024;
+    /// Request bodies whose arrays and objects nest deeper than this are answered 400 (the body's
+    /// own object is level 1).
+    std::size_t max_json_depth = 64;
+    /// The limits hooks written through the API must keep (URL, secret, headers, config,
+    /// names). The router always uses its own registry and the dispatcher's countdowns and
+    /// callbacks; a null `address_filter` means the dispatcher's.
+    HookRules hook_rules;
 };
 
 /// The hooks REST API as a plain request -> response handler on Beast messages, so that a host

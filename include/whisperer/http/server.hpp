@@ -20,8 +20,11 @@ class HooksRouter;
 struct ServerOptions {
     /// Larger request bodies are answered 413 and the connection is closed.
     std::size_t body_limit = 1024 * 1024;
-    /// Larger request headers are answered 431 and the connection is closed.
+    /// Larger request headers (request line and fields) are answered 431 and the connection is
+    /// closed.
     std::size_t header_limit = 16 * 1024;
+    /// Requests with more header fields are answered 431 and the connection is closed.
+    std::size_t max_header_fields = 100;
     /// A request's header must arrive within this long after the connection opened or the
     /// previous response was sent (idle keep-alive connections are closed after it), and its body
     /// within this long after the header. Writing a response has the same limit.
