@@ -3,6 +3,7 @@
 #include "detail/delivery_request.hpp"
 #include "detail/event_journal.hpp"
 #include "detail/group_commit.hpp"
+#include "detail/json_depth.hpp"
 #include "detail/target_auth.hpp"
 
 #include <whisperer/envelope.hpp>
@@ -16,7 +17,6 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
-#include <algorithm>
 #include <atomic>
 #include <future>
 #include <map>
@@ -64,32 +64,6 @@ std::string random_worker_id()
 std::int64_t unix_seconds(TimePoint t)
 {
     return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-/// True when arrays and objects nest in `value` more than `limit` levels deep (`[]` is one level,
-/// a scalar none). Walks without recursion, so the depth it checks cannot exhaust the stack.
-bool nested_deeper_than(const json::value& value, std::size_t limit)
-{
-    auto is_container = [](const json::value& v) { return v.is_array() || v.is_object(); };
-    if (!is_container(value))
-        return false;
-    std::vector<std::pair<const json::value*, std::size_t>> pending{{&value, 1}};
-    while (!pending.empty()) {
-        auto [container, depth] = pending.back();
-        pending.pop_back();
-        if (depth > limit)
-            return true;
-        auto visit = [&](const json::value& child) {
-            if (is_container(child))
-                pending.emplace_back(&child, depth + 1);
-        };
-        if (const json::array* array = container->if_array())
-            std::for_each(array->begin(), array->end(), visit);
-        else
-            for (const auto& entry : container->get_object())
-                visit(entry.value());
-    }
-    return false;
 }
 
 } // namespace
@@ -204,7 +178,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     NewEvent make_event(json::value data, std::string_view event_type, const DeliverOptions& opts, TimePoint now) const
     {
         const EventBase& event = registry.get(event_type);
-        if (nested_deeper_than(data, options.max_data_depth))
+        if (detail::nested_deeper_than(data, options.max_data_depth))
             throw ValidationError("data", "data may nest arrays and objects at most " +
                                               std::to_string(options.max_data_depth) + " levels deep.");
         NewEvent ev;
@@ -471,7 +445,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         }
         asio::post(executor, [self = shared_from_this(), delivery, attempt, &callback = it->second] {
             boost::system::error_code ec;
-            json::value envelope = json::parse(delivery->body, ec);
+            json::value envelope = detail::parse_stored_json(delivery->body, ec);
             json::value instance;
             if (!ec && envelope.is_object())
                 if (const json::value* data = envelope.as_object().if_contains(to_string(self->options.data_key)))

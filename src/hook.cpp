@@ -4,6 +4,8 @@
 #include <whisperer/registry.hpp>
 #include <whisperer/retry_countdown.hpp>
 
+#include "detail/json_depth.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
@@ -235,6 +237,9 @@ void validate_hook(const Hook& hook, const HookRules& rules)
     if (json::serialize(hook.config).size() > rules.max_config_size)
         throw ValidationError("config", "config may have at most " + std::to_string(rules.max_config_size) +
                                             " characters as JSON.");
+    if (detail::nested_deeper_than(hook.config, rules.max_config_depth))
+        throw ValidationError("config", "config may nest arrays and objects at most " +
+                                            std::to_string(rules.max_config_depth) + " levels deep.");
     if (const json::value* auth = hook.config.if_contains("auth"))
         validate_auth(*auth, rules.max_url_length, rules.address_filter);
 }

@@ -393,3 +393,86 @@ TEST_CASE("mask_secret reveals nothing of a short secret", "[hook]")
         CHECK(masked == "****");
     }
 }
+
+// --- limits --------------------------------------------------------------------------------------
+
+TEST_CASE("validate_hook limits the length of header names and the size of all headers together", "[hook][limits]")
+{
+    CHECK(rejected_field(with_headers({{"X-" + std::string(254, 'n'), "v"}})) == "<accepted>");
+    auto rejection = rejection_of([] { validate_hook(with_headers({{"X-" + std::string(255, 'n'), "v"}})); });
+    REQUIRE(rejection);
+    CHECK(rejection->field == "additional_headers");
+    CHECK(contains(rejection->message, "256"));
+
+    // Names and values count together: 3 + 4093 twice is 8192.
+    CHECK(rejected_field(with_headers({{"X-A", std::string(4093, 'a')}, {"X-B", std::string(4093, 'b')}})) ==
+          "<accepted>");
+    rejection = rejection_of(
+        [] { validate_hook(with_headers({{"X-A", std::string(4093, 'a')}, {"X-B", std::string(4094, 'b')}})); });
+    REQUIRE(rejection);
+    CHECK(rejection->field == "additional_headers");
+    CHECK(contains(rejection->message, "8192"));
+
+    const HookRules strict{.max_header_name_length = 4, .max_additional_headers_size = 10};
+    CHECK(rejected_field(with_headers({{"X-AB", "123456"}}), strict) == "<accepted>");
+    CHECK(rejected_field(with_headers({{"X-ABC", "1"}}), strict) == "additional_headers");
+    CHECK(rejected_field(with_headers({{"X-AB", "1234567"}}), strict) == "additional_headers");
+}
+
+TEST_CASE("validate_hook limits the size of config as JSON", "[hook][limits]")
+{
+    Hook hook = seed_hook();
+    // {"k":"..."} is the string and 8 characters.
+    hook.config = {{"k", std::string(16 * 1024 - 8, 'c')}};
+    REQUIRE(json::serialize(hook.config).size() == 16 * 1024);
+    CHECK(rejected_field(hook) == "<accepted>");
+    hook.config = {{"k", std::string(16 * 1024 - 7, 'c')}};
+    CHECK(rejected_field(hook) == "config");
+    CHECK(rejected_field(hook, HookRules{.max_config_size = 32 * 1024}) == "<accepted>");
+}
+
+TEST_CASE("validate_hook limits how deep config nests", "[hook][limits]")
+{
+    // config is level 1; each wrapping array adds one.
+    auto config_of_depth = [](std::size_t depth) {
+        json::value inner = json::array{};
+        for (std::size_t level = 3; level <= depth; ++level)
+            inner = json::array{std::move(inner)};
+        return json::object{{"deep", std::move(inner)}};
+    };
+    Hook hook = seed_hook();
+    hook.config = config_of_depth(32);
+    CHECK(rejected_field(hook) == "<accepted>");
+    hook.config = config_of_depth(33);
+    auto rejection = rejection_of([&] { validate_hook(hook); });
+    REQUIRE(rejection);
+    CHECK(rejection->field == "config");
+    CHECK(contains(rejection->message, "32 levels"));
+
+    hook.config = config_of_depth(2);
+    CHECK(rejected_field(hook, HookRules{.max_config_depth = 2}) == "<accepted>");
+    hook.config = config_of_depth(3);
+    CHECK(rejected_field(hook, HookRules{.max_config_depth = 2}) == "config");
+    hook.config = {{"flat", 1}};
+    CHECK(rejected_field(hook, HookRules{.max_config_depth = 1}) == "<accepted>");
+    hook.config = {};
+    CHECK(rejected_field(hook, HookRules{.max_config_depth = 1}) == "<accepted>");
+}
+
+TEST_CASE("validate_hook limits the length of the owner and callback names", "[hook][limits]")
+{
+    Hook hook = seed_hook();
+    hook.owner = std::string(255, 'o');
+    CHECK(rejected_field(hook) == "<accepted>");
+    hook.owner += 'o';
+    CHECK(rejected_field(hook) == "owner");
+
+    // Even a registered callback is refused past the limit, so no error repeats a long name.
+    const std::set<std::string, std::less<>> callbacks = {std::string(255, 'c'), std::string(256, 'c')};
+    hook = seed_hook();
+    hook.callback = std::string(255, 'c');
+    CHECK(rejected_field(hook, HookRules{.callbacks = &callbacks}) == "<accepted>");
+    hook.callback += 'c';
+    CHECK(rejected_field(hook, HookRules{.callbacks = &callbacks}) == "callback");
+    CHECK(rejected_field(hook, HookRules{.callbacks = &callbacks, .max_name_length = 256}) == "<accepted>");
+}

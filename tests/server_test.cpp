@@ -209,6 +209,69 @@ TEST_CASE("an oversized header is answered 431", "[server]")
     CHECK(next.receive().result() == status::ok);
 }
 
+TEST_CASE("a header of exactly header_limit bytes is served; one byte more is answered 431", "[server][limits]")
+{
+    EchoServer s;
+    const std::size_t limit = http::ServerOptions{}.header_limit;
+    REQUIRE(limit == 16 * 1024);
+    // The request line, the fields and the empty line that ends them, padded to `size` bytes.
+    auto header_of = [](std::size_t size) {
+        const std::string head = "GET /fits HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+        const std::string tail = "\r\n\r\n";
+        return head + std::string(size - head.size() - tail.size(), 'p') + tail;
+    };
+    REQUIRE(header_of(limit).size() == limit);
+
+    Client fits(s.endpoint());
+    fits.send_raw(header_of(limit));
+    CHECK(fits.receive().result() == status::ok);
+
+    Client over(s.endpoint());
+    over.send_raw(header_of(limit + 1));
+    auto response = over.receive();
+    CHECK(response.result() == status::request_header_fields_too_large);
+    CHECK(response[bhttp::field::content_type] == "application/json");
+    CHECK(response.body().find("header_too_large") != std::string::npos);
+    CHECK(s.handled == 1);
+}
+
+TEST_CASE("a request with max_header_fields fields is served; one field more is answered 431", "[server][limits]")
+{
+    EchoServer s;
+    const std::size_t limit = http::ServerOptions{}.max_header_fields;
+    REQUIRE(limit == 100);
+    auto request_with = [](std::size_t fields) {
+        std::string request = "GET /fields HTTP/1.1\r\nHost: x\r\n";
+        for (std::size_t i = 1; i < fields; ++i)
+            request += "X-F" + std::to_string(i) + ": v\r\n";
+        return request + "\r\n";
+    };
+
+    Client fits(s.endpoint());
+    fits.send_raw(request_with(limit));
+    CHECK(fits.receive().result() == status::ok);
+
+    Client over(s.endpoint());
+    over.send_raw(request_with(limit + 1));
+    auto response = over.receive();
+    CHECK(response.result() == status::request_header_fields_too_large);
+    CHECK(response[bhttp::field::content_type] == "application/json");
+    CHECK(response.body().find("too_many_header_fields") != std::string::npos);
+    CHECK(response.body().find("100") != std::string::npos);
+    CHECK_FALSE(response.keep_alive());
+    CHECK(s.handled == 1);
+
+    http::ServerOptions few;
+    few.max_header_fields = 3;
+    EchoServer strict(few);
+    Client three(strict.endpoint());
+    three.send_raw(request_with(3));
+    CHECK(three.receive().result() == status::ok);
+    Client four(strict.endpoint());
+    four.send_raw(request_with(4));
+    CHECK(four.receive().result() == status::request_header_fields_too_large);
+}
+
 TEST_CASE("malformed requests are answered 400 or dropped, and the server keeps serving", "[server]")
 {
     EchoServer s;

@@ -233,3 +233,17 @@ TEST_CASE("constant_time_equal compares contents and lengths", "[signature]")
     const StandardVector& v = standard_vectors[0];
     CHECK(constant_time_equal(standard_signature(v.secret, v.id, v.timestamp, v.body), v.signature));
 }
+
+TEST_CASE("constant_time_equal notices one changed bit at any position of a digest", "[signature]")
+{
+    const std::string digest = sha256_hex("a token key");
+    CHECK(constant_time_equal(digest, sha256_hex("a token key")));
+    for (std::size_t i = 0; i < digest.size(); ++i) {
+        for (int bit = 0; bit < 8; ++bit) {
+            std::string changed = digest;
+            changed[i] = static_cast<char>(changed[i] ^ (1 << bit));
+            INFO("byte " << i << ", bit " << bit);
+            CHECK_FALSE(constant_time_equal(digest, changed));
+        }
+    }
+}

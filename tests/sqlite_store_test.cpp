@@ -7,6 +7,8 @@
 #include "store_samples.hpp"
 #include "temp_dir.hpp"
 
+#include <boost/json/value.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -14,8 +16,10 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
+#include <vector>
 
 // GCC before 14 warns about every member a designated initializer leaves to its default, which is
 // the point of writing queries as `{.owner = "alice"}`.
@@ -307,4 +311,120 @@ TEST_CASE("threads enqueuing and claiming on one store claim every delivery exac
     all.insert(all.end(), claimed[1].begin(), claimed[1].end());
     require_each_once(all, 2 * 2 * 100);
     CHECK(store.list_deliveries({.delivered = false}).items.empty());
+}
+
+// --- hooks per owner -----------------------------------------------------------------------------
+
+namespace {
+
+std::size_t active_hooks_of(SubscriptionStore& store, const std::string& owner)
+{
+    std::size_t count = 0;
+    std::optional<std::int64_t> next = 0;
+    while (next) {
+        Page<Hook> page = store.list_hooks({.owner = owner, .is_active = true, .after = *next, .limit = 1000});
+        count += page.items.size();
+        next = page.next;
+    }
+    return count;
+}
+
+} // namespace
+
+TEST_CASE("an owner may have max_hooks_per_owner active hooks; one more throws TooManyHooks and is not written",
+          "[sqlite][limits]")
+{
+    SqliteStore store{":memory:"};
+    REQUIRE(SqliteOptions{}.max_hooks_per_owner == 1000);
+    for (int i = 0; i < 1000; ++i)
+        store.create_hook(sample_hook("alice", "https://example.com/" + std::to_string(i)));
+    CHECK_THROWS_AS(store.create_hook(sample_hook("alice", "https://example.com/1000")), TooManyHooks);
+    CHECK(active_hooks_of(store, "alice") == 1000);
+    CHECK(store.list_hooks({.target_url = "https://example.com/1000"}).items.empty());
+    // Every owner has a limit of its own.
+    store.create_hook(sample_hook("bob", "https://example.com/1000"));
+    CHECK(active_hooks_of(store, "bob") == 1);
+}
+
+TEST_CASE("re-activating a hook or moving it to another owner counts against that owner's limit", "[sqlite][limits]")
+{
+    SqliteStore store{":memory:", SqliteOptions{.max_hooks_per_owner = 2}};
+    const Hook first = store.create_hook(sample_hook("alice", "https://example.com/1"));
+    const Hook second = store.create_hook(sample_hook("alice", "https://example.com/2"));
+    // An inactive hook takes no place.
+    Hook paused = sample_hook("alice", "https://example.com/paused");
+    paused.is_active = false;
+    paused = store.create_hook(paused);
+    CHECK_FALSE(paused.is_active);
+
+    Hook resumed = paused;
+    resumed.is_active = true;
+    CHECK_THROWS_AS(store.update_hook(resumed), TooManyHooks);
+    CHECK_FALSE(store.find_hook(paused.id)->is_active);
+
+    const Hook bobs = store.create_hook(sample_hook("bob", "https://example.com/bob"));
+    Hook moved = bobs;
+    moved.owner = "alice";
+    CHECK_THROWS_AS(store.update_hook(moved), TooManyHooks);
+    CHECK(store.find_hook(bobs.id)->owner == "bob");
+
+    // Changing a hook that already counts needs no new place.
+    Hook changed = first;
+    changed.target_url = "https://example.com/changed";
+    CHECK(store.update_hook(changed).target_url == "https://example.com/changed");
+
+    // A deactivated hook frees its place.
+    REQUIRE(store.deactivate_hook(second.id));
+    CHECK(store.update_hook(resumed).is_active);
+    CHECK(active_hooks_of(store, "alice") == 2);
+}
+
+TEST_CASE("a max_hooks_per_owner of zero sets no limit", "[sqlite][limits]")
+{
+    SqliteStore store{":memory:", SqliteOptions{.max_hooks_per_owner = 0}};
+    for (int i = 0; i < 1001; ++i)
+        store.create_hook(sample_hook("alice", "https://example.com/" + std::to_string(i)));
+    CHECK(active_hooks_of(store, "alice") == 1001);
+}
+
+TEST_CASE("concurrent creates on two connections never pass the hooks-per-owner limit together", "[sqlite][limits]")
+{
+    TempDir dir;
+    const std::string path = dir.file("quota.db");
+    const SqliteOptions options{.max_hooks_per_owner = 5};
+    SqliteStore first{path, options};
+    SqliteStore second{path, options};
+    for (int i = 0; i < 4; ++i)
+        first.create_hook(sample_hook("alice", "https://example.com/" + std::to_string(i)));
+
+    SqliteStore* stores[] = {&first, &second};
+    std::atomic<int> created{0};
+    std::atomic<int> refused{0};
+    run_threads(8, [&](int i) {
+        try {
+            stores[i % 2]->create_hook(sample_hook("alice", "https://example.com/racer-" + std::to_string(i)));
+            ++created;
+        } catch (const TooManyHooks&) {
+            ++refused;
+        }
+    });
+    CHECK(created == 1);
+    CHECK(refused == 7);
+    CHECK(active_hooks_of(second, "alice") == 5);
+}
+
+TEST_CASE("a hook whose config nests deeper than Boost.JSON's default is read back and claimed", "[sqlite]")
+{
+    SqliteStore store{":memory:"};
+    boost::json::value deep = boost::json::array{};
+    for (int level = 2; level <= 100; ++level)
+        deep = boost::json::array{std::move(deep)};
+    const Hook hook = store.create_hook(sample_hook("alice", "https://example.com/", "package-created", {{"deep", deep}}));
+
+    REQUIRE(store.find_hook(hook.id));
+    CHECK(store.find_hook(hook.id)->config.at("deep") == deep);
+    store.enqueue_events(std::vector<NewEvent>{sample_event()});
+    auto claimed = store.claim_due({.worker = "w", .now = t0, .lease = 10s, .limit = 10});
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed.front().hook.config.at("deep") == deep);
 }

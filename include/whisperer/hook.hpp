@@ -60,6 +60,7 @@ struct HookRules {
     /// the header limits receivers commonly have.
     std::size_t max_additional_headers_size = 8 * 1024;
     std::size_t max_config_size = 16 * 1024;           ///< config, serialised as JSON.
+    std::size_t max_config_depth = 32;                 ///< Nesting of config (config itself is level 1).
     std::size_t max_name_length = 255;                 ///< owner and callback.
     /// When set, a target_url (or `config.auth.url`) whose host is an IP literal, in any form,
     /// must pass it; host names are checked after resolution, at delivery.

@@ -7,6 +7,8 @@
 #include <whisperer/hook.hpp>
 #include <whisperer/subscription_store.hpp>
 
+#include "detail/json_depth.hpp"
+
 #include <SQLiteCpp/Column.h>
 #include <SQLiteCpp/Statement.h>
 #include <boost/json/parse.hpp>
@@ -83,7 +85,7 @@ public:
     {
         const auto column = statement_.getColumn(next_++);
         boost::system::error_code ec;
-        auto value = boost::json::parse(column.getString(), ec);
+        auto value = parse_stored_json(column.getString(), ec);
         if (ec || !value.is_object())
             throw StoreError(std::string("SQLite store: column ") + column.getName() +
                              " does not hold a JSON object");

@@ -1,4 +1,5 @@
 #include "detail/resource_json.hpp"
+#include "../detail/json_depth.hpp"
 
 #include <whisperer/error.hpp>
 #include <whisperer/signature.hpp>
@@ -187,7 +188,7 @@ json::object attempt_json(const Attempt& attempt)
 json::object delivery_json(const Delivery& delivery, bool with_attempts)
 {
     boost::system::error_code ec;
-    json::value payload = json::parse(delivery.request_body, ec);
+    json::value payload = whisperer::detail::parse_stored_json(delivery.request_body, ec);
     if (ec)
         payload = json::value(delivery.request_body);
     json::object out{

@@ -121,17 +121,21 @@ private:
         parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options().header_limit, UINT32_MAX)));
         stream_.expires_after(options().read_timeout);
         bhttp::async_read_header(stream_, buffer_, *parser_,
-                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                     self->on_header(ec);
+                                 [self = shared_from_this()](beast::error_code ec, std::size_t size) {
+                                     self->on_header(ec, size);
                                  });
     }
 
-    void on_header(beast::error_code ec)
+    void on_header(beast::error_code ec, std::size_t size)
     {
         if (ec)
             return on_read_error(ec);
         busy_ = true;
         started_ = std::chrono::steady_clock::now();
+        // Beast applies its limit to the request line and to the fields separately; the
+        // option bounds them together.
+        if (size > options().header_limit)
+            return on_read_error(bhttp::error::header_limit);
         const auto& header = parser_->get();
         if (static_cast<std::size_t>(std::distance(header.begin(), header.end())) > options().max_header_fields)
             return reject(status::request_header_fields_too_large, "too_many_header_fields",
