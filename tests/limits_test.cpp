@@ -102,8 +102,15 @@ struct Fixture {
         return store.list_hooks(query).items.size();
     }
 
-    /// Stored deliveries: one per event once `subscribe` has made the only hook.
-    std::size_t delivery_count() { return store.list_deliveries(DeliveryQuery{.limit = 1000}).items.size(); }
+    /// The stored deliveries (one per event once `subscribe` has made the only hook), after the
+    /// events the journal accepted have reached the store.
+    std::vector<Delivery> deliveries()
+    {
+        REQUIRE(dispatcher->wait_stored());
+        return store.list_deliveries(DeliveryQuery{.limit = 1000}).items;
+    }
+
+    std::size_t delivery_count() { return deliveries().size(); }
 
     /// Alice's hook for every event, so that each stored event leaves one delivery.
     void subscribe()
@@ -227,6 +234,7 @@ TEST_CASE("publish bodies nested max_json_depth deep are accepted; one level mor
     CHECK(f.delivery_count() == 1);
 
     // The delivery log shows the deep payload as the JSON it is.
+    REQUIRE(f.dispatcher->wait_stored());
     auto log = f.call(verb::get, "/whisperer/hook_events/", f.alice);
     require_status(log, status::ok);
     const json::value body = json::parse(log.body(), {}, {.max_depth = 100});
@@ -249,7 +257,7 @@ TEST_CASE("an envelope of exactly max_payload_bytes is delivered; one byte more 
 
     DeliverResult result = f.dispatcher->deliver_data(json::string(std::string(fits, 'x')), "package-created", {});
     CHECK(result.hook_count == 1);
-    auto stored = f.store.list_deliveries(DeliveryQuery{.limit = 10}).items;
+    auto stored = f.deliveries();
     REQUIRE(stored.size() == 1);
     CHECK(stored.front().request_body.size() == limit);
 
