@@ -54,7 +54,8 @@ public:
     Bench(const Options& options, const std::string& name, SqliteDurability durability = SqliteDurability::normal,
           DispatcherOptions dispatcher_options = {})
         : path_(remove_files(options.dir + "/whisperer-bench-" + name + ".db")),
-          store_(path_, SqliteOptions{.durability = durability}),
+          // All hooks belong to one owner, as many as --hooks asks for.
+          store_(path_, SqliteOptions{.durability = durability, .max_hooks_per_owner = 0}),
           timed_(store_),
           pool_(options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency())),
           dispatcher_(make_dispatcher(dispatcher_options))
