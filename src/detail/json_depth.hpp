@@ -26,7 +26,8 @@ inline boost::json::value parse_stored_json(std::string_view text, boost::system
     return boost::json::parse(text, ec, {}, options);
 }
 
-inline bool is_container(const boost::json::value& value) noexcept
+/// True for arrays and objects, the values that nest.
+inline bool is_json_container(const boost::json::value& value) noexcept
 {
     return value.is_array() || value.is_object();
 }
@@ -37,14 +38,14 @@ inline bool is_container(const boost::json::value& value) noexcept
 inline bool any_nested_deeper_than(std::vector<std::pair<const boost::json::value*, std::size_t>> pending,
                                    std::size_t limit)
 {
-    std::erase_if(pending, [](const auto& entry) { return !is_container(*entry.first); });
+    std::erase_if(pending, [](const auto& entry) { return !is_json_container(*entry.first); });
     while (!pending.empty()) {
         auto [value, depth] = pending.back();
         pending.pop_back();
         if (depth > limit)
             return true;
         auto visit = [&, depth = depth](const boost::json::value& child) {
-            if (is_container(child))
+            if (is_json_container(child))
                 pending.emplace_back(&child, depth + 1);
         };
         if (const boost::json::array* array = value->if_array())
