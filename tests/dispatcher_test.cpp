@@ -607,6 +607,7 @@ TEST_CASE("async_deliver_event completes once the event is durable", "[dispatche
         dispatcher.async_deliver_event(Package{1, 2, "3"}, "package-created", {}, boost::asio::use_future);
     DeliverResult result = done.get();
     CHECK(result.hook_count == 1);
+    REQUIRE(dispatcher.wait_stored());
     CHECK(f.store.deliveries_of_event(result.event_uuid).size() == 1);
     CHECK(receiver.wait_for(1));
 

@@ -655,6 +655,7 @@ TEST_CASE("retry re-sends a delivery now; delivered and retrying ones need force
     test::Receiver receiver([&](const test::ReceivedRequest&) { return test::Reply{.status = status_code.load()}; });
     f.create(f.alice, hook_body(receiver.url("/hook")));
     auto event = f.dispatcher->deliver_data(json::object{{"id", 1}}, "package-created", {});
+    REQUIRE(f.dispatcher->wait_stored());
     auto delivery_id = [&] { return f.store.deliveries_of_event(event.event_uuid).front().id; };
     REQUIRE(eventually([&] { return f.store.find_delivery(delivery_id())->delivered(); }));
     std::int64_t id = delivery_id();
@@ -676,6 +677,7 @@ TEST_CASE("retry re-sends a delivery now; delivered and retrying ones need force
 
     status_code = 500;
     auto failing = f.dispatcher->deliver_data(json::object{{"id", 2}}, "package-created", {});
+    REQUIRE(f.dispatcher->wait_stored());
     std::int64_t retrying = f.store.deliveries_of_event(failing.event_uuid).front().id;
     REQUIRE(eventually([&] { return f.store.find_delivery(retrying)->attempt_count == 1; }));
     require_error(f.call(verb::post, delivery_path(retrying, "retry/"), f.alice, "{}"), status::not_acceptable,
