@@ -68,6 +68,10 @@ public:
     {
         return inner_.deactivate_hook(id, reason);
     }
+    Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) override
+    {
+        return inner_.rotate_secret(id, rotation);
+    }
     Page<Hook> list_hooks(const HookQuery& query) override { return inner_.list_hooks(query); }
     std::vector<std::int64_t> subscriber_ids(const std::string& type, const boost::json::object& filter) override
     {

@@ -3,6 +3,7 @@
 #include "detail/base64.hpp"
 
 #include <whisperer/hook.hpp>
+#include <whisperer/secret_rotation.hpp>
 #include <whisperer/signature.hpp>
 
 #include <ctime>
@@ -44,10 +45,12 @@ HttpRequest make_delivery_request(const ClaimedDelivery& delivery, std::int64_t 
     // webhook-id and webhook-timestamp go out even unsigned: receivers dedupe on the id.
     headers.emplace_back("webhook-id", delivery.event_uuid);
     headers.emplace_back("webhook-timestamp", std::to_string(unix_timestamp));
-    if (!hook.secret_key.empty()) {
-        headers.emplace_back("X-Whisperer-Signature", whisperer_signature(hook.secret_key, delivery.body));
+    // During a rotation's grace period the old secrets sign too, the current one first.
+    const std::vector<std::string> secrets = signing_secrets(hook, Clock::from_time_t(unix_timestamp));
+    if (!secrets.empty()) {
+        headers.emplace_back("X-Whisperer-Signature", whisperer_signature_header(secrets, delivery.body));
         headers.emplace_back("webhook-signature",
-                             standard_signature(hook.secret_key, delivery.event_uuid, unix_timestamp, delivery.body));
+                             standard_signature_header(secrets, delivery.event_uuid, unix_timestamp, delivery.body));
     }
     if (!authorization.empty())
         headers.emplace_back("Authorization", authorization);

@@ -214,6 +214,15 @@ std::string mask_secret(std::string_view secret)
     return "****" + std::string(secret.substr(secret.size() - 4));
 }
 
+void validate_secret(std::string_view secret, const HookRules& rules)
+{
+    if (secret.size() > rules.max_secret_length)
+        throw ValidationError("secret_key", "secret_key may have at most " +
+                                                std::to_string(rules.max_secret_length) + " characters.");
+    if (has_control_chars(secret))
+        throw ValidationError("secret_key", "secret_key may not contain control characters.");
+}
+
 void validate_hook(const Hook& hook, const HookRules& rules)
 {
     validate_http_url(hook.target_url, "target_url", rules.max_url_length, rules.address_filter);
@@ -223,11 +232,7 @@ void validate_hook(const Hook& hook, const HookRules& rules)
     if (hook.owner.empty())
         throw ValidationError("owner", "owner is required.");
     validate_name_length(hook.owner, "owner", rules.max_name_length);
-    if (hook.secret_key.size() > rules.max_secret_length)
-        throw ValidationError("secret_key", "secret_key may have at most " +
-                                                std::to_string(rules.max_secret_length) + " characters.");
-    if (has_control_chars(hook.secret_key))
-        throw ValidationError("secret_key", "secret_key may not contain control characters.");
+    validate_secret(hook.secret_key, rules);
     static const CountdownRegistry builtin;
     (rules.countdowns ? *rules.countdowns : builtin).parse(hook.retry_countdown_config);
     validate_name_length(hook.callback, "callback", rules.max_name_length);

@@ -53,6 +53,17 @@ std::string whisperer_signature(std::string_view secret, std::string_view body)
     return "sha256=" + to_hex(hmac_sha256(secret, body));
 }
 
+std::string whisperer_signature_header(std::span<const std::string> secrets, std::string_view body)
+{
+    std::string header;
+    for (const std::string& secret : secrets) {
+        if (!header.empty())
+            header += ' ';
+        header += whisperer_signature(secret, body);
+    }
+    return header;
+}
+
 std::string standard_signature(std::string_view secret, std::string_view webhook_id, std::int64_t timestamp,
                                std::string_view body)
 {

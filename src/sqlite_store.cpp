@@ -1,7 +1,9 @@
 #include <whisperer/sqlite_store.hpp>
 
 #include <whisperer/error.hpp>
+#include <whisperer/signature.hpp>
 
+#include "detail/secret_box.hpp"
 #include "detail/sqlite_rows.hpp"
 #include "detail/sqlite_schema.hpp"
 #include "detail/sqlite_statements.hpp"
@@ -65,9 +67,17 @@ struct SqliteStore::Impl {
         return run(what, SQLite::TransactionBehavior::DEFERRED, std::forward<Operation>(operation));
     }
 
+    /// Refuses, before anything is written, a file that has a master key when this store has
+    /// none or another one.
+    void check_master_key();
+    /// With a master key: records its check value on first use and encrypts every secret still
+    /// stored in clear, in one transaction.
+    void encrypt_secrets();
+    const SecretBox* box() const noexcept { return box_ ? &*box_ : nullptr; }
+
     // The steps below expect the mutex held and a transaction open.
     bool in_memory() const { return path_.empty() || path_ == ":memory:" || path_.find("mode=memory") != std::string::npos; }
-    std::optional<Hook> find_hook(std::int64_t id);
+    std::optional<Hook> find_hook(std::int64_t id, TimePoint now = Clock::now());
     /// Executes an insert or update of `hook`, turning a duplicate into WebhookAlreadyRegistered.
     void write_hook(SQLite::Statement& statement, const Hook& hook);
     /// Throws TooManyHooks when `owner` has `max_hooks_per_owner` active hooks already.
@@ -89,6 +99,7 @@ struct SqliteStore::Impl {
 
     std::string path_;
     SqliteOptions options_;
+    std::optional<SecretBox> box_;
     std::mutex mutex_;
     SQLite::Database db_;
     /// Null for an in-memory database, which no second connection can see.
@@ -114,6 +125,9 @@ SQLite::Database open_database(const std::string& path, const SqliteOptions& opt
 SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
     : path_(path), options_(options), db_(open_database(path, options))
 {
+    if (options_.master_key)
+        box_.emplace(*options_.master_key);
+    check_master_key();
     open_schema(db_, path_);
     try {
         db_.exec(options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"
@@ -131,6 +145,104 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
     } catch (const SQLite::Exception& e) {
         throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
     }
+    encrypt_secrets();
+}
+
+void SqliteStore::Impl::check_master_key()
+{
+    std::string stored;
+    try {
+        if (db_.execAndGet("PRAGMA application_id").getInt() != sqlite_application_id ||
+            db_.execAndGet("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'master_key'")
+                    .getInt() == 0)
+            return;
+        SQLite::Statement select{db_, "SELECT key_check FROM master_key WHERE id = 1"};
+        if (!select.executeStep())
+            return;
+        stored = select.getColumn(0).getString();
+    } catch (const SQLite::Exception&) {
+        return; // open_schema says what is wrong with the file.
+    }
+    if (!box_)
+        throw StoreError("SQLite store: '" + path_ +
+                         "' stores hook secrets encrypted; open it with its master key (SqliteOptions::master_key, "
+                         "whisperer-server --secret-key-file)");
+    if (!constant_time_equal(stored, box_->key_check()))
+        throw StoreError("SQLite store: '" + path_ +
+                         "' was encrypted with another master key; refusing to open it with this one");
+}
+
+void SqliteStore::Impl::encrypt_secrets()
+{
+    if (!box_)
+        return;
+    write("encrypt hook secrets", [&] {
+        {
+            auto select = statement("SELECT key_check FROM master_key WHERE id = 1");
+            if (select->executeStep()) {
+                // Another process may have set a key between check_master_key and this lock.
+                if (!constant_time_equal(select->getColumn(0).getString(), box_->key_check()))
+                    throw StoreError("SQLite store: '" + path_ +
+                                     "' was encrypted with another master key; refusing to open it with this one");
+            } else {
+                auto insert = statement("INSERT INTO master_key (id, key_check, created) VALUES (1, :check, :now)");
+                insert->bind(":check", box_->key_check());
+                insert->bind(":now", to_micros(Clock::now()));
+                insert->exec();
+            }
+        }
+        struct Plain {
+            std::int64_t id;
+            std::string secret_key;
+            std::string retired_secrets;
+        };
+        std::vector<Plain> plain;
+        {
+            auto select = statement(
+                "SELECT id, secret_key, retired_secrets FROM hooks WHERE (secret_key <> '' AND "
+                "substr(secret_key, 1, 7) <> 'enc:v1:') OR retired_secrets <> '[]'");
+            while (select->executeStep()) {
+                RowReader row{*select};
+                Plain p;
+                p.id = row.int64();
+                p.secret_key = row.text();
+                p.retired_secrets = row.text();
+                plain.push_back(std::move(p));
+            }
+        }
+        auto update = statement("UPDATE hooks SET secret_key = :secret_key, retired_secrets = :retired WHERE id = :id");
+        for (Plain& p : plain) {
+            bool changed = false;
+            if (!p.secret_key.empty() && !SecretBox::is_sealed(p.secret_key)) {
+                p.secret_key = box_->seal(p.secret_key);
+                changed = true;
+            }
+            boost::system::error_code ec;
+            boost::json::value retired = boost::json::parse(p.retired_secrets, ec);
+            if (!ec && retired.is_array()) {
+                bool sealed_one = false;
+                for (boost::json::value& entry : retired.as_array()) {
+                    boost::json::value* secret = entry.is_object() ? entry.as_object().if_contains("secret") : nullptr;
+                    if (secret != nullptr && secret->is_string() && !secret->as_string().empty() &&
+                        !SecretBox::is_sealed(secret->as_string())) {
+                        *secret = box_->seal(secret->as_string());
+                        sealed_one = true;
+                    }
+                }
+                if (sealed_one) {
+                    p.retired_secrets = boost::json::serialize(retired);
+                    changed = true;
+                }
+            }
+            if (!changed)
+                continue;
+            update->bind(":secret_key", p.secret_key);
+            update->bind(":retired", p.retired_secrets);
+            update->bind(":id", p.id);
+            update->exec();
+            update->reset();
+        }
+    });
 }
 
 LentStatement SqliteStore::Impl::statement(std::string_view sql)
@@ -178,7 +290,7 @@ int SqliteStore::schema_version() noexcept
 
 // --- hooks -------------------------------------------------------------------------------------
 
-std::optional<Hook> SqliteStore::Impl::find_hook(std::int64_t id)
+std::optional<Hook> SqliteStore::Impl::find_hook(std::int64_t id, TimePoint now)
 {
     static const std::string sql = "SELECT " + std::string(hook_columns) + " FROM hooks h WHERE h.id = :id";
     auto select = statement(sql);
@@ -186,7 +298,7 @@ std::optional<Hook> SqliteStore::Impl::find_hook(std::int64_t id)
     if (!select->executeStep())
         return std::nullopt;
     RowReader row{*select};
-    return read_hook(row);
+    return read_hook(row, box(), now);
 }
 
 void SqliteStore::Impl::write_hook(SQLite::Statement& statement, const Hook& hook)
@@ -219,6 +331,7 @@ Hook SqliteStore::create_hook(const Hook& hook)
         if (hook.is_active)
             impl_->check_hook_quota(hook.owner);
         Hook created = hook;
+        created.retired_secrets.clear();
         created.created = created.modified = stored_time(Clock::now());
         auto insert = impl_->statement(
             "INSERT INTO hooks (owner, target_url, event_type, is_active, secret_key, callback, "
@@ -226,7 +339,7 @@ Hook SqliteStore::create_hook(const Hook& hook)
             "disabled_at) VALUES (:owner, :target_url, :event_type, :is_active, :secret_key, :callback, "
             ":retry_countdown_config, :additional_headers, :config, :created, :modified, "
             ":disabled_reason, :disabled_at)");
-        bind_hook_fields(*insert, created);
+        bind_hook_fields(*insert, created, impl_->box());
         insert->bind(":created", to_micros(created.created));
         insert->bind(":modified", to_micros(created.modified));
         impl_->write_hook(*insert, created);
@@ -265,7 +378,7 @@ Hook SqliteStore::update_hook(const Hook& hook)
             written.disabled_reason.clear();
             written.disabled_at.reset();
         }
-        bind_hook_fields(*update, written);
+        bind_hook_fields(*update, written, impl_->box());
         update->bind(":modified", to_micros(Clock::now()));
         update->bind(":id", hook.id);
         impl_->write_hook(*update, hook);
@@ -288,6 +401,29 @@ bool SqliteStore::deactivate_hook(std::int64_t id, const std::string& reason)
     });
 }
 
+Hook SqliteStore::rotate_secret(std::int64_t id, const SecretRotation& rotation)
+{
+    validate_rotation(rotation);
+    const std::string new_secret = rotation.new_secret.empty() ? generate_secret() : rotation.new_secret;
+    const TimePoint now = stored_time(Clock::now());
+    const TimePoint at = stored_time(rotation.now.value_or(now));
+    return impl_->write("rotate a hook's secret", [&] {
+        auto hook = impl_->find_hook(id, at);
+        if (!hook)
+            throw WebhookDoesNotExist("Webhook " + std::to_string(id) + " does not exist.");
+        apply_rotation(*hook, new_secret, rotation.grace_period, at);
+        hook->modified = now;
+        auto update = impl_->statement("UPDATE hooks SET secret_key = :secret_key, retired_secrets = :retired, "
+                                       "modified = :modified WHERE id = :id");
+        update->bind(":secret_key", stored_secret(hook->secret_key, impl_->box()));
+        update->bind(":retired", retired_secrets_text(hook->retired_secrets, impl_->box()));
+        update->bind(":modified", to_micros(now));
+        update->bind(":id", id);
+        update->exec();
+        return std::move(*hook);
+    });
+}
+
 Page<Hook> SqliteStore::list_hooks(const HookQuery& query)
 {
     Conditions where;
@@ -307,7 +443,9 @@ Page<Hook> SqliteStore::list_hooks(const HookQuery& query)
                                        where.sql() + " ORDER BY h.id LIMIT :limit");
         where.bind(*select);
         select->bind(":limit", sql_limit(page_size + 1));
-        return read_page<Hook>(*select, page_size, read_hook);
+        const TimePoint now = Clock::now();
+        return read_page<Hook>(*select, page_size,
+                               [&](RowReader& row) { return read_hook(row, impl_->box(), now); });
     });
 }
 
@@ -320,9 +458,10 @@ std::vector<Hook> SqliteStore::Impl::active_hooks(const std::string& event_type,
     auto select = statement(sql);
     select->bind(":event_type", event_type);
     std::vector<Hook> hooks;
+    const TimePoint now = Clock::now();
     while (select->executeStep()) {
         RowReader row{*select};
-        Hook hook = read_hook(row);
+        Hook hook = read_hook(row, box(), now);
         if (config_matches(hook.config, filter))
             hooks.push_back(std::move(hook));
     }
@@ -620,7 +759,7 @@ std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
                 delivery.body = row.text();
                 delivery.attempt_count = row.count();
                 delivery.created = row.time();
-                delivery.hook = read_hook(row);
+                delivery.hook = read_hook(row, impl_->box(), request.now);
                 claimed.push_back(std::move(delivery));
             }
         }

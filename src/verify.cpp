@@ -85,11 +85,27 @@ VerifyResult verify_standard(std::string_view id, std::string_view timestamp_tex
     return {VerifyStatus::verified, scheme, "A v1 signature matches."};
 }
 
-VerifyResult verify_whisperer(std::string_view signature, std::string_view body, std::span<const std::string> secrets)
+VerifyResult verify_whisperer(std::string_view signatures, std::string_view body, std::span<const std::string> secrets)
 {
-    bool matched = false;
+    std::vector<std::string> expected;
+    expected.reserve(secrets.size());
     for (const std::string& secret : secrets)
-        matched |= constant_time_equal(trim(signature), whisperer_signature(secret, body));
+        expected.push_back(whisperer_signature(secret, body));
+    // Several space-separated signatures while the sender rotates its secret.
+    bool matched = false;
+    std::size_t seen = 0;
+    for (std::size_t start = 0; start < signatures.size() && seen < max_signatures;) {
+        std::size_t space = signatures.find(' ', start);
+        if (space == std::string_view::npos)
+            space = signatures.size();
+        const std::string_view candidate = trim(signatures.substr(start, space - start));
+        start = space + 1;
+        if (candidate.empty())
+            continue;
+        ++seen;
+        for (const std::string& e : expected)
+            matched |= constant_time_equal(candidate, e);
+    }
     if (!matched)
         return refused(VerifyStatus::bad_signature, SignatureScheme::whisperer,
                        "X-Whisperer-Signature matches none of the secrets.");

@@ -59,7 +59,8 @@ TEST_CASE("a version 1 database file is migrated to endpoint health and keeps it
     }
     // What version 1 wrote: the hooks table without the health columns.
     // (and without what later versions added)
-    exec_on_file(path, "DROP TRIGGER hooks_inserted; DROP TRIGGER hooks_deleted;"
+    exec_on_file(path, "ALTER TABLE hooks DROP COLUMN retired_secrets; DROP TABLE master_key;"
+                       "DROP TRIGGER hooks_inserted; DROP TRIGGER hooks_deleted;"
                        "DROP TRIGGER hooks_resubscribed; DROP TABLE hooks_generation;"
                        "ALTER TABLE hooks DROP COLUMN failed_attempts;"
                        "ALTER TABLE hooks DROP COLUMN failing_since;"

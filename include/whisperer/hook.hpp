@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace whisperer {
 
@@ -19,6 +20,15 @@ class CountdownRegistry;
 
 using Clock = std::chrono::system_clock;
 using TimePoint = Clock::time_point;
+
+/// A hook secret that a rotation replaced: it keeps signing deliveries, next to the current
+/// secret, until `expires` (see `<whisperer/secret_rotation.hpp>`).
+struct RetiredSecret {
+    std::string secret;
+    TimePoint expires{};
+
+    friend bool operator==(const RetiredSecret&, const RetiredSecret&) = default;
+};
 
 /// A subscription: deliver events of `event_type` to `target_url` (dj-whisperer's `Webhook`).
 struct Hook {
@@ -41,6 +51,10 @@ struct Hook {
     /// Re-activating the hook clears both.
     std::optional<TimePoint> failing_since;
     unsigned failed_attempts = 0;
+    /// Secrets that `SubscriptionStore::rotate_secret` replaced and that still sign until they
+    /// expire, newest first. Reads leave out expired ones. Kept by the store: `create_hook` and
+    /// `update_hook` ignore this field.
+    std::vector<RetiredSecret> retired_secrets;
 };
 
 /// Everything a hook is checked against before the store sees it.
@@ -74,6 +88,10 @@ struct HookRules {
 /// length and size within the limits of `rules`. The built-in countdown choices are used when
 /// `rules.countdowns` is null.
 void validate_hook(const Hook& hook, const HookRules& rules = {});
+
+/// Throws `ValidationError` (field "secret_key") when `secret` is longer than
+/// `rules.max_secret_length` or holds control characters. Empty is valid (no signature).
+void validate_secret(std::string_view secret, const HookRules& rules = {});
 
 /// True for headers that whisperer sets itself and subscribers may not override
 /// (case-insensitive): Content-Type, X-Whisperer-*, webhook-*, User-Agent, Host, Content-Length, ...

@@ -13,6 +13,10 @@ namespace whisperer {
 /// The key is the secret string's bytes as given, also for a `whsec_` secret.
 std::string whisperer_signature(std::string_view secret, std::string_view body);
 
+/// The `X-Whisperer-Signature` header value: one `sha256=<hex>` per secret, space-separated
+/// (several only while a rotation's grace period runs).
+std::string whisperer_signature_header(std::span<const std::string> secrets, std::string_view body);
+
 /// The Standard Webhooks v1 signature `v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`.
 /// For a `whsec_<base64>` secret the key is the decoded bytes; any other secret is used as is.
 std::string standard_signature(std::string_view secret, std::string_view webhook_id,

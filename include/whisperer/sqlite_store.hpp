@@ -1,10 +1,12 @@
 #ifndef WHISPERER_SQLITE_STORE_HPP
 #define WHISPERER_SQLITE_STORE_HPP
 
+#include <whisperer/master_key.hpp>
 #include <whisperer/subscription_store.hpp>
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace whisperer {
@@ -25,13 +27,18 @@ struct SqliteOptions {
     /// Checked in the transaction that writes the hook, so concurrent writers (threads or
     /// processes) cannot pass it together. Zero means no limit.
     std::size_t max_hooks_per_owner = 1000;
+    /// When set, hook secrets (current and retired) are stored encrypted with it (AES-256-GCM),
+    /// and secrets stored in clear before are encrypted when the store opens. Once a database
+    /// has a key, opening it without that key fails.
+    std::optional<MasterKey> master_key;
 };
 
 /// The default store: one SQLite file in WAL mode (or `":memory:"` for tests).
 ///
 /// Opening creates the schema or migrates an older one forward; a file written by a newer
 /// whisperer, or one that is not a whisperer database, is refused with a clear `StoreError`
-/// and left untouched. Thread-safe: calls from several threads are serialised on one connection.
+/// and left untouched; so is one whose secrets were encrypted with another master key, or opened
+/// without the key it has. Thread-safe: calls from several threads are serialised on one connection.
 /// Several processes may open the same file; SQLite's locking keeps them consistent.
 class SqliteStore final : public SubscriptionStore {
 public:
@@ -47,6 +54,7 @@ public:
     std::optional<Hook> find_hook(std::int64_t id) override;
     Hook update_hook(const Hook& hook) override;
     bool deactivate_hook(std::int64_t id, const std::string& reason = {}) override;
+    Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) override;
     Page<Hook> list_hooks(const HookQuery& query) override;
     std::vector<Hook> active_hooks(const std::string& event_type,
                                    const boost::json::object& config_filter = {}) override;

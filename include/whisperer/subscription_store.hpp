@@ -3,6 +3,7 @@
 
 #include <whisperer/delivery.hpp>
 #include <whisperer/hook.hpp>
+#include <whisperer/secret_rotation.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -163,6 +164,11 @@ public:
     /// Sets is_active false (soft delete), recording `reason` when whisperer disables it.
     /// Returns false when no such hook exists.
     virtual bool deactivate_hook(std::int64_t id, const std::string& reason = {}) = 0;
+    /// Replaces the hook's secret as `rotation` says (`apply_rotation`), in one transaction, and
+    /// returns the hook with the new secret in clear: the only time a generated one is seen.
+    /// Throws `ValidationError` ("grace_period", "secret_key") or `WebhookDoesNotExist`,
+    /// changing nothing.
+    virtual Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) = 0;
     virtual Page<Hook> list_hooks(const HookQuery& query) = 0;
     /// Active hooks of `event_type` whose config matches every key of `config_filter`.
     virtual std::vector<Hook> active_hooks(const std::string& event_type,

@@ -60,7 +60,8 @@ struct VerifyOptions {
 
 /// Verifies a received webhook in one call: the Standard Webhooks v1 signature when the
 /// `webhook-*` headers are present (several space-separated signatures, unknown versions
-/// ignored, the timestamp within `tolerance` of now), otherwise `X-Whisperer-Signature`.
+/// ignored, the timestamp within `tolerance` of now), otherwise `X-Whisperer-Signature` (also
+/// several space-separated `sha256=` signatures).
 /// `body` must be the exact bytes received. Each secret may be a `whsec_` secret or a raw one,
 /// as when signing; pass the old and the new secret during a rotation. Comparisons are constant
 /// time. Never throws for bad input; thread-safe.

@@ -12,8 +12,10 @@
 #include <whisperer/hook.hpp>
 #include <whisperer/hook_callback.hpp>
 #include <whisperer/http_client.hpp>
+#include <whisperer/master_key.hpp>
 #include <whisperer/registry.hpp>
 #include <whisperer/retry_countdown.hpp>
+#include <whisperer/secret_rotation.hpp>
 #include <whisperer/signature.hpp>
 #include <whisperer/sqlite_store.hpp>
 #include <whisperer/subscription_store.hpp>

@@ -13,7 +13,8 @@ namespace whisperer::detail {
 
 /// Builds the POST of one attempt, headers in this order: Content-Type, X-Whisperer-Event,
 /// webhook-id, webhook-timestamp, the signatures when the hook has a secret
-/// (X-Whisperer-Signature, webhook-signature), Authorization when given, then the hook's
+/// (X-Whisperer-Signature, webhook-signature; one per secret that `signing_secrets` gives at
+/// `unix_timestamp`, space-separated), Authorization when given, then the hook's
 /// additional headers (reserved names among them are skipped, whatever the store holds).
 HttpRequest make_delivery_request(const ClaimedDelivery& delivery, std::int64_t unix_timestamp,
                                   const std::string& authorization);

@@ -8,9 +8,11 @@
 #include <whisperer/subscription_store.hpp>
 
 #include "detail/json_depth.hpp"
+#include "detail/secret_box.hpp"
 
 #include <SQLiteCpp/Column.h>
 #include <SQLiteCpp/Statement.h>
+#include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -19,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace whisperer::detail {
 
@@ -100,10 +103,51 @@ private:
 /// The columns `read_hook` expects, from the table aliased `h`.
 inline constexpr std::string_view hook_columns =
     "h.id, h.owner, h.target_url, h.event_type, h.is_active, h.secret_key, h.callback, "
-    "h.retry_countdown_config, h.additional_headers, h.config, h.created, h.modified, "
-    "h.disabled_reason, h.disabled_at, h.failing_since, h.failed_attempts";
+    "h.retired_secrets, h.retry_countdown_config, h.additional_headers, h.config, h.created, "
+    "h.modified, h.disabled_reason, h.disabled_at, h.failing_since, h.failed_attempts";
 
-inline Hook read_hook(RowReader& row)
+/// The `retired_secrets` column of `retired`: `[{"secret": stored text, "expires": micros}]`.
+inline std::string retired_secrets_text(const std::vector<RetiredSecret>& retired, const SecretBox* box)
+{
+    boost::json::array out;
+    out.reserve(retired.size());
+    for (const RetiredSecret& old : retired)
+        out.push_back(boost::json::object{{"secret", stored_secret(old.secret, box)}, {"expires", to_micros(old.expires)}});
+    return boost::json::serialize(out);
+}
+
+/// The secrets of a `retired_secrets` column that have not expired at `now`, opened with `box`.
+/// Throws `StoreError` when the text is not such a column.
+inline std::vector<RetiredSecret> read_retired_secrets(std::string_view text, const SecretBox* box, TimePoint now,
+                                                       std::int64_t hook_id)
+{
+    std::vector<RetiredSecret> retired;
+    if (text == "[]")
+        return retired;
+    boost::system::error_code ec;
+    auto value = boost::json::parse(text, ec);
+    if (ec || !value.is_array())
+        throw StoreError("SQLite store: retired_secrets of hook " + std::to_string(hook_id) +
+                         " does not hold a JSON array");
+    const std::int64_t now_micros = to_micros(now);
+    for (const boost::json::value& entry : value.as_array()) {
+        const auto* object = entry.if_object();
+        const auto* secret = object ? object->if_contains("secret") : nullptr;
+        const auto* expires = object ? object->if_contains("expires") : nullptr;
+        if (secret == nullptr || !secret->is_string() || expires == nullptr || !expires->is_int64())
+            throw StoreError("SQLite store: retired_secrets of hook " + std::to_string(hook_id) +
+                             " holds an entry without secret and expires");
+        if (expires->as_int64() <= now_micros)
+            continue;
+        retired.push_back({revealed_secret(std::string(secret->as_string()), box, hook_id),
+                           from_micros(expires->as_int64())});
+    }
+    return retired;
+}
+
+/// Reads a hook from `hook_columns`: its secrets opened with `box` (those stored in clear as they
+/// are), retired secrets that expired at `now` left out.
+inline Hook read_hook(RowReader& row, const SecretBox* box, TimePoint now)
 {
     Hook hook;
     hook.id = row.int64();
@@ -111,8 +155,9 @@ inline Hook read_hook(RowReader& row)
     hook.target_url = row.text();
     hook.event_type = row.text();
     hook.is_active = row.boolean();
-    hook.secret_key = row.text();
+    hook.secret_key = revealed_secret(row.text(), box, hook.id);
     hook.callback = row.text();
+    hook.retired_secrets = read_retired_secrets(row.text(), box, now, hook.id);
     hook.retry_countdown_config = row.object();
     hook.additional_headers = row.object();
     hook.config = row.object();
@@ -125,14 +170,15 @@ inline Hook read_hook(RowReader& row)
     return hook;
 }
 
-/// Binds the named parameters of every hook column that a caller may set.
-inline void bind_hook_fields(SQLite::Statement& statement, const Hook& hook)
+/// Binds the named parameters of every hook column that a caller may set; the secret is sealed
+/// with `box` when it is set.
+inline void bind_hook_fields(SQLite::Statement& statement, const Hook& hook, const SecretBox* box)
 {
     statement.bind(":owner", hook.owner);
     statement.bind(":target_url", hook.target_url);
     statement.bind(":event_type", hook.event_type);
     statement.bind(":is_active", hook.is_active ? 1 : 0);
-    statement.bind(":secret_key", hook.secret_key);
+    statement.bind(":secret_key", stored_secret(hook.secret_key, box));
     statement.bind(":callback", hook.callback);
     statement.bind(":retry_countdown_config", boost::json::serialize(hook.retry_countdown_config));
     statement.bind(":additional_headers", boost::json::serialize(hook.additional_headers));

@@ -135,11 +135,24 @@ inline constexpr const char* sqlite_schema_v3[] = {
           BEGIN UPDATE hooks_generation SET n = n + 1; END)sql",
 };
 
+/// Version 4: secrets. `retired_secrets` holds the secrets a rotation replaced that still sign,
+/// as a JSON array `[{"secret": stored text, "expires": micros}]`, newest first. `master_key`
+/// holds at most one row: the check value of the key that encrypts the secrets, once one is used.
+inline constexpr const char* sqlite_schema_v4[] = {
+    R"sql(ALTER TABLE hooks ADD COLUMN retired_secrets TEXT NOT NULL DEFAULT '[]')sql",
+    R"sql(CREATE TABLE master_key (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        key_check TEXT NOT NULL,
+        created   INTEGER NOT NULL
+    ))sql",
+};
+
 /// Every migration in order; the schema version is their count.
-inline constexpr std::array<SqliteMigration, 3> sqlite_migrations{
+inline constexpr std::array<SqliteMigration, 4> sqlite_migrations{
     SqliteMigration{sqlite_schema_v1},
     SqliteMigration{sqlite_schema_v2},
     SqliteMigration{sqlite_schema_v3},
+    SqliteMigration{sqlite_schema_v4},
 };
 
 /// Creates whisperer's schema in `db` or migrates it forward to the newest version.

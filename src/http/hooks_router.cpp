@@ -3,6 +3,7 @@
 #include <whisperer/dispatcher.hpp>
 #include <whisperer/error.hpp>
 #include <whisperer/registry.hpp>
+#include <whisperer/secret_rotation.hpp>
 #include <whisperer/signature.hpp>
 #include <whisperer/subscription_store.hpp>
 
@@ -93,6 +94,20 @@ std::string normalize_uuid(std::string uuid)
     return uuid;
 }
 
+/// The `grace_period` of a rotation: whole seconds from 0 to `max_grace_period`.
+std::chrono::seconds grace_period_of(const json::value& v)
+{
+    const std::string range = "from 0 to " + std::to_string(max_grace_period.count()) + " (30 days)";
+    if (v.is_uint64() || (v.is_int64() && v.as_int64() > max_grace_period.count()))
+        throw invalid_field("grace_period", "grace_period may be at most " + std::to_string(max_grace_period.count()) +
+                                                " seconds (30 days).");
+    if (!v.is_int64())
+        throw invalid_field("grace_period", "grace_period must be a whole number of seconds " + range + ".");
+    if (v.as_int64() < 0)
+        throw invalid_field("grace_period", "grace_period may not be negative.");
+    return std::chrono::seconds(v.as_int64());
+}
+
 HttpError not_choice(const std::string& event_type)
 {
     return invalid_field("event_type", "\"" + event_type + "\" is not a valid choice.");
@@ -156,6 +171,7 @@ struct HooksRouter::Impl {
                                 {verb::patch, &Impl::patch_hook},
                                 {verb::delete_, &Impl::delete_hook}});
         add({"hooks", "{id}", "recover"}, {{verb::post, &Impl::recover_hook}});
+        add({"hooks", "{id}", "rotate_secret"}, {{verb::post, &Impl::rotate_secret}});
         add({"hook_events"}, {{verb::get, &Impl::list_deliveries}});
         add({"hook_events", "{id}"}, {{verb::get, &Impl::get_delivery}});
         add({"hook_events", "{id}", "retry"}, {{verb::post, &Impl::retry_delivery}});
@@ -364,6 +380,27 @@ struct HooksRouter::Impl {
         if (recovered > 0)
             dispatcher.wake();
         return json_response(call.reply_to, status::ok, json::object{{"recovered", recovered}});
+    }
+
+    /// Replaces the hook's secret; the old one keeps signing for `grace_period` seconds (default
+    /// one day). Answers the hook with the new secret in clear, this once.
+    std::optional<Response> rotate_secret(Call& call)
+    {
+        visible_hook(call);
+        json::object body = read_json_object(call.request, options.max_json_depth);
+        SecretRotation rotation;
+        if (const json::value* v = body.if_contains("grace_period"); v != nullptr && !v->is_null())
+            rotation.grace_period = grace_period_of(*v);
+        if (const json::value* v = body.if_contains("secret_key"); v != nullptr && !v->is_null()) {
+            if (!v->is_string())
+                throw invalid_field("secret_key", "secret_key must be a string.");
+            rotation.new_secret = std::string(v->as_string());
+        }
+        validate_rotation(rotation, options.hook_rules);
+        Hook rotated = store.rotate_secret(call.id, rotation);
+        json::object out = hook_json(rotated);
+        out["secret_key"] = rotated.secret_key;
+        return json_response(call.reply_to, status::ok, std::move(out));
     }
 
     std::optional<Response> event_types(Call& call)

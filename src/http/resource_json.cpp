@@ -150,6 +150,9 @@ std::optional<TimePoint> parse_time(std::string_view s)
 
 json::object hook_json(const Hook& hook)
 {
+    json::array retired;
+    for (const RetiredSecret& old : hook.retired_secrets)
+        retired.push_back(json::object{{"secret_key", mask_secret(old.secret)}, {"expires", format_time(old.expires)}});
     return json::object{
         {"id", hook.id},
         {"owner", hook.owner},
@@ -157,6 +160,7 @@ json::object hook_json(const Hook& hook)
         {"event_type", hook.event_type},
         {"is_active", hook.is_active},
         {"secret_key", optional_text(mask_secret(hook.secret_key))},
+        {"retired_secrets", std::move(retired)},
         {"callback", optional_text(hook.callback)},
         {"retry_countdown_config", hook.retry_countdown_config},
         {"additional_headers", hook.additional_headers},

@@ -8,6 +8,7 @@
 #include <whisperer/http/authenticator.hpp>
 #include <whisperer/http/hooks_router.hpp>
 #include <whisperer/http/server.hpp>
+#include <whisperer/master_key.hpp>
 #include <whisperer/registry.hpp>
 #include <whisperer/sqlite_store.hpp>
 
@@ -47,9 +48,18 @@ LogHandler stderr_log()
     };
 }
 
+/// The store's options: the master key from `secret_key_file` when one is given.
+SqliteOptions store_options(const std::string& secret_key_file)
+{
+    SqliteOptions options;
+    if (!secret_key_file.empty())
+        options.master_key = MasterKey::from_file(secret_key_file);
+    return options;
+}
+
 int create_token(const server::TokenOptions& options)
 {
-    SqliteStore store(options.db);
+    SqliteStore store(options.db, store_options(options.secret_key_file));
     std::string key = issue_token(store, options.owner, options.admin, options.publisher);
     std::cout << key << std::endl;
     std::cerr << "Token for \"" << options.owner << "\"" << (options.admin ? " (admin)" : "")
@@ -64,7 +74,7 @@ int serve(const server::ServeOptions& options)
     Registry registry;
     for (const std::string& type : options.event_types)
         registry.register_json_event(type);
-    SqliteStore store(options.db);
+    SqliteStore store(options.db, store_options(options.secret_key_file));
 
     asio::io_context ioc;
     DispatcherOptions dispatcher_options;
@@ -101,6 +111,7 @@ int serve(const server::ServeOptions& options)
         types += (types.empty() ? "" : ", ") + type;
     log(LogLevel::info, "whisperer-server listening on http://" + host + ":" + std::to_string(endpoint.port()) +
                             options.prefix + " (database " + options.db +
+                            (options.secret_key_file.empty() ? "" : ", secrets encrypted") +
                             ", event types: " + (types.empty() ? "none" : types) + ")");
 
     int signal = stop_signal.get_future().get();

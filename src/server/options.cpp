@@ -65,6 +65,8 @@ TokenOptions parse_token_create(Arguments& args)
             token.admin = true;
         else if (arg == "--publisher")
             token.publisher = true;
+        else if (arg == "--secret-key-file")
+            token.secret_key_file = args.value_of(arg);
         else
             throw UsageError("token create: unknown option \"" + std::string(arg) + "\"");
     }
@@ -113,6 +115,8 @@ Command parse_command_line(int argc, const char* const* argv)
             } catch (const ValidationError& e) {
                 throw UsageError(std::string("--allow-private: ") + e.what());
             }
+        } else if (arg == "--secret-key-file") {
+            serve.secret_key_file = args.value_of(arg);
         } else if (arg == "--threads") {
             std::string n = args.value_of(arg);
             auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), serve.threads);
@@ -129,8 +133,9 @@ std::string usage()
 {
     return R"(Usage:
   whisperer-server [--db PATH] [--listen HOST:PORT] [--prefix PATH] [--event-type NAME]...
-                   [--allow-private CIDR]... [--threads N]
+                   [--allow-private CIDR]... [--threads N] [--secret-key-file PATH]
   whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]
+                                [--secret-key-file PATH]
 
 Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database and delivers
 the published events to the subscribed hooks.
@@ -142,6 +147,9 @@ the published events to the subscribed hooks.
   --allow-private CIDR  let deliveries reach internal addresses in CIDR (e.g. 127.0.0.0/8);
                         loopback, private and link-local addresses are refused otherwise
   --threads N           worker threads (default 2)
+  --secret-key-file PATH
+                        store hook secrets encrypted (AES-256-GCM) with the 32-byte key in PATH,
+                        created with mode 0600 when missing; once used, the database needs it
 
 token create prints a new API token once; only its hash is stored. --publisher lets the token
 publish events, --admin lets it see and manage every owner's hooks.

@@ -20,6 +20,7 @@ struct ServeOptions {
     std::vector<std::string> event_types;
     AddressPolicy address_policy;
     unsigned threads = 2;
+    std::string secret_key_file; ///< The master key that encrypts hook secrets; none when empty.
 };
 
 /// `whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]`.
@@ -28,6 +29,7 @@ struct TokenOptions {
     std::string owner;
     bool admin = false;
     bool publisher = false;
+    std::string secret_key_file; ///< Needed once the database's secrets are encrypted.
 };
 
 /// What the command line asks for.

@@ -13,7 +13,7 @@ namespace whisperer::test {
 
 /// The operations a `FaultyStore` can make fail.
 enum class StoreOp : std::uint32_t {
-    hooks = 1u << 0,           ///< create, find, update, deactivate, list, active_hooks
+    hooks = 1u << 0,           ///< create, find, update, deactivate, rotate_secret, list, active_hooks
     enqueue = 1u << 1,         ///< enqueue_events
     read_deliveries = 1u << 2, ///< find_delivery, deliveries_of_event, list_deliveries, list_outbox
     requeue = 1u << 3,         ///< requeue, requeue_failed
@@ -48,6 +48,11 @@ public:
     {
         check(StoreOp::hooks);
         return store_.deactivate_hook(id, reason);
+    }
+    Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) override
+    {
+        check(StoreOp::hooks);
+        return store_.rotate_secret(id, rotation);
     }
     Page<Hook> list_hooks(const HookQuery& query) override { check(StoreOp::hooks); return store_.list_hooks(query); }
     std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter = {}) override

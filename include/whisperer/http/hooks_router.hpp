@@ -44,6 +44,8 @@ struct RouterOptions {
 /// Routes, relative to the prefix (JSON in and out, `Authorization: Token <key>` by default):
 /// `hooks/` (GET list, POST create), `hooks/registry/` (GET), `hooks/{id}/` (GET, PUT, PATCH,
 /// DELETE = soft delete), `hooks/{id}/recover/` (POST, queue failed deliveries again),
+/// `hooks/{id}/rotate_secret/` (POST `{"grace_period": seconds, "secret_key": ...}`, both
+/// optional; answers the new secret once),
 /// `hook_events/` (GET), `hook_events/{id}/` (GET, with attempts),
 /// `hook_events/{id}/retry/` (POST), `event_queues/` (GET), `events/` (POST, publish; publisher
 /// or admin tokens only). Everything is scoped to the caller's owner unless the caller is an

@@ -22,7 +22,8 @@ std::string format_time(TimePoint t);
 /// (no offset means UTC); nullopt when malformed.
 std::optional<TimePoint> parse_time(std::string_view text);
 
-/// A hook as every read shows it: the secret masked.
+/// A hook as every read shows it: the secret and the retired secrets (with their expiry)
+/// masked.
 boost::json::object hook_json(const Hook& hook);
 
 /// A delivery; its attempts (newest first) under "attempts" when `with_attempts`.

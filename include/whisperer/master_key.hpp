@@ -1,0 +1,47 @@
+#ifndef WHISPERER_MASTER_KEY_HPP
+#define WHISPERER_MASTER_KEY_HPP
+
+#include <array>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace whisperer {
+
+/// The 256-bit key that encrypts hook secrets at rest (AES-256-GCM); give it to a store through
+/// `SqliteOptions::master_key`.
+///
+/// Losing the key loses every encrypted secret: keep it apart from the database and its
+/// backups. The bytes are wiped when the object is destroyed. A value type; thread-safe to read.
+class MasterKey {
+public:
+    static constexpr std::size_t size = 32;
+
+    /// A key from exactly 32 raw bytes (from a KMS, a secret manager...); throws
+    /// `std::invalid_argument` for any other length.
+    static MasterKey from_bytes(std::string_view bytes);
+
+    /// The key in the file at `path`. A missing file is created first, atomically, with 32 bytes
+    /// from the CSPRNG and mode 0600. Throws `StoreError` with a clear message when the file is
+    /// not a regular file, is readable or writable by group or others, does not hold exactly
+    /// 32 bytes, or cannot be read or created.
+    static MasterKey from_file(const std::string& path);
+
+    /// A new key of 32 bytes from the CSPRNG.
+    static MasterKey generate();
+
+    MasterKey(const MasterKey&) = default;
+    MasterKey& operator=(const MasterKey&) = default;
+    ~MasterKey();
+
+    std::span<const unsigned char, size> bytes() const noexcept { return bytes_; }
+
+private:
+    MasterKey() = default;
+    std::array<unsigned char, size> bytes_{};
+};
+
+} // namespace whisperer
+
+#endif
