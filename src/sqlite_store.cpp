@@ -176,7 +176,16 @@ void SqliteStore::Impl::encrypt_secrets()
 {
     if (!box_)
         return;
-    write("encrypt hook secrets", [&] {
+    // The cleartext that encrypting overwrites must not linger in freed space or in the WAL.
+    std::string secure_delete;
+    try {
+        const int mode = db_.execAndGet("PRAGMA secure_delete").getInt();
+        secure_delete = mode == 2 ? "FAST" : std::to_string(mode);
+        db_.exec("PRAGMA secure_delete = ON");
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
+    }
+    const std::size_t encrypted = write("encrypt hook secrets", [&] {
         {
             auto select = statement("SELECT key_check FROM master_key WHERE id = 1");
             if (select->executeStep()) {
@@ -211,6 +220,7 @@ void SqliteStore::Impl::encrypt_secrets()
             }
         }
         auto update = statement("UPDATE hooks SET secret_key = :secret_key, retired_secrets = :retired WHERE id = :id");
+        std::size_t changed_rows = 0;
         for (Plain& p : plain) {
             bool changed = false;
             if (!p.secret_key.empty() && !SecretBox::is_sealed(p.secret_key)) {
@@ -241,8 +251,17 @@ void SqliteStore::Impl::encrypt_secrets()
             update->bind(":id", p.id);
             update->exec();
             update->reset();
+            ++changed_rows;
         }
+        return changed_rows;
     });
+    try {
+        db_.exec("PRAGMA secure_delete = " + secure_delete);
+        if (encrypted > 0)
+            db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
+    }
 }
 
 LentStatement SqliteStore::Impl::statement(std::string_view sql)

@@ -2,6 +2,7 @@
 // store joins the suite by adding a fixture type there.
 
 #include <whisperer/error.hpp>
+#include <whisperer/signature.hpp>
 #include <whisperer/sqlite_store.hpp>
 
 #include "catch.hpp"
@@ -44,7 +45,18 @@ private:
     SqliteStore store_{dir_.file("whisperer.db"), SqliteOptions{.response_body_limit = response_body_limit}};
 };
 
-using Stores = std::tuple<SqliteInMemory, SqliteOnFile>;
+/// Hook secrets encrypted at rest under a master key: every behaviour must stay the same.
+class SqliteEncrypted {
+public:
+    SubscriptionStore& store() noexcept { return store_; }
+
+private:
+    TempDir dir_;
+    SqliteStore store_{dir_.file("whisperer.db"), SqliteOptions{.response_body_limit = response_body_limit,
+                                                                .master_key = MasterKey::generate()}};
+};
+
+using Stores = std::tuple<SqliteInMemory, SqliteOnFile, SqliteEncrypted>;
 
 std::vector<std::int64_t> ids_of(const std::vector<Hook>& hooks)
 {
@@ -92,6 +104,14 @@ void require_same_hook(const Hook& actual, const Hook& expected)
     CHECK(actual.disabled_at == expected.disabled_at);
     CHECK(actual.failing_since == expected.failing_since);
     CHECK(actual.failed_attempts == expected.failed_attempts);
+    CHECK(actual.retired_secrets == expected.retired_secrets);
+}
+
+/// Now, cut to what the stores keep.
+TimePoint stored_now()
+{
+    return TimePoint{std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()))};
 }
 
 /// One event of the default type fanned out to `hook`, returning its delivery id.
@@ -335,6 +355,156 @@ TEMPLATE_LIST_TEST_CASE("active_hooks returns the active hooks of a type whose c
     CHECK(ids_of(store.active_hooks("package-created", {{"region", "eu"}, {"tier", 2}})).empty());
     CHECK(store.active_hooks("package-deleted").empty());
     require_same_hook(store.active_hooks("package-created", {{"region", "us"}}).at(0), us);
+}
+
+// --- secret rotation -----------------------------------------------------------------------------
+
+TEMPLATE_LIST_TEST_CASE("rotate_secret makes the new secret current and keeps the old one signing until the "
+                        "grace period ends", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+    const TimePoint now = stored_now();
+
+    const Hook rotated = store.rotate_secret(created.id, {.new_secret = "new-secret", .grace_period = 1h});
+    CHECK(rotated.secret_key == "new-secret");
+    REQUIRE(rotated.retired_secrets.size() == 1);
+    CHECK(rotated.retired_secrets[0].secret == "secret-of-alice");
+    CHECK(rotated.retired_secrets[0].expires >= now + 1h);
+    CHECK(rotated.retired_secrets[0].expires <= Clock::now() + 1h);
+    CHECK(rotated.modified >= created.modified);
+    CHECK(rotated.target_url == created.target_url);
+    require_same_hook(*store.find_hook(created.id), rotated);
+
+    // The workers get both secrets with the delivery, and sign with both.
+    enqueue_one(store, sample_event("package-created", now));
+    const auto claimed = store.claim_due(claim_by("w", Clock::now()));
+    REQUIRE(claimed.size() == 1);
+    CHECK(signing_secrets(claimed[0].hook, Clock::now()) == std::vector<std::string>{"new-secret", "secret-of-alice"});
+    CHECK(signing_secrets(claimed[0].hook, rotated.retired_secrets[0].expires) == std::vector<std::string>{"new-secret"});
+}
+
+TEMPLATE_LIST_TEST_CASE("rotate_secret without a new secret generates a whsec_ one", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+
+    const Hook first = store.rotate_secret(created.id, {});
+    const Hook second = store.rotate_secret(created.id, {});
+    CHECK(first.secret_key.starts_with("whsec_"));
+    CHECK(standard_signing_key(first.secret_key).size() == 32);
+    CHECK(second.secret_key.starts_with("whsec_"));
+    CHECK(second.secret_key != first.secret_key);
+    CHECK(store.find_hook(created.id)->secret_key == second.secret_key);
+    REQUIRE(second.retired_secrets.size() == 2);
+    CHECK(second.retired_secrets[0].secret == first.secret_key);
+    CHECK(second.retired_secrets[1].secret == "secret-of-alice");
+}
+
+TEMPLATE_LIST_TEST_CASE("rotate_secret keeps at most ten retired secrets, dropping the oldest", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+    for (int i = 1; i <= 12; ++i)
+        store.rotate_secret(created.id, {.new_secret = "secret-" + std::to_string(i)});
+
+    const Hook hook = *store.find_hook(created.id);
+    CHECK(hook.secret_key == "secret-12");
+    REQUIRE(hook.retired_secrets.size() == 10);
+    for (std::size_t i = 0; i < 10; ++i)
+        CHECK(hook.retired_secrets[i].secret == "secret-" + std::to_string(11 - i));
+}
+
+TEMPLATE_LIST_TEST_CASE("expired retired secrets are left out of every read and dropped at the next rotation",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+    // A rotation two hours ago with a grace period of one hour: its old secret has expired.
+    const Hook past =
+        store.rotate_secret(created.id, {.new_secret = "second", .grace_period = 1h, .now = Clock::now() - 2h});
+    REQUIRE(past.retired_secrets.size() == 1);
+    CHECK(past.retired_secrets[0].secret == "secret-of-alice");
+
+    CHECK(store.find_hook(created.id)->retired_secrets.empty());
+    CHECK(store.list_hooks({.owner = "alice"}).items.at(0).retired_secrets.empty());
+    CHECK(store.active_hooks("package-created").at(0).retired_secrets.empty());
+    enqueue_one(store, sample_event("package-created", t0));
+    const auto claimed = store.claim_due(claim_by("w", Clock::now()));
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].hook.retired_secrets.empty());
+    CHECK(signing_secrets(claimed[0].hook, Clock::now()) == std::vector<std::string>{"second"});
+
+    const Hook rotated = store.rotate_secret(created.id, {.new_secret = "third"});
+    REQUIRE(rotated.retired_secrets.size() == 1);
+    CHECK(rotated.retired_secrets[0].secret == "second");
+    require_same_hook(*store.find_hook(created.id), rotated);
+
+    // A claim made at a later time leaves out what has expired by then.
+    store.release_leases("w", std::vector{claimed[0].delivery_id});
+    const auto late = store.claim_due(claim_by("w", Clock::now() + 25h));
+    REQUIRE(late.size() == 1);
+    CHECK(late[0].hook.retired_secrets.empty());
+}
+
+TEMPLATE_LIST_TEST_CASE("a rotation with a zero grace period ends every old secret", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+    store.rotate_secret(created.id, {.new_secret = "second"});
+    const Hook rotated = store.rotate_secret(created.id, {.new_secret = "third", .grace_period = 0s});
+    CHECK(rotated.retired_secrets.empty());
+    CHECK(store.find_hook(created.id)->retired_secrets.empty());
+    CHECK(store.find_hook(created.id)->secret_key == "third");
+}
+
+TEMPLATE_LIST_TEST_CASE("an invalid rotation, or one of a missing hook, is refused and changes nothing",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook created = store.create_hook(sample_hook("alice", "https://a.example/hook"));
+    const Hook before = store.rotate_secret(created.id, {.new_secret = "second"});
+
+    auto refused_field = [&](const SecretRotation& rotation) -> std::string {
+        try {
+            store.rotate_secret(created.id, rotation);
+        } catch (const ValidationError& e) {
+            return e.field();
+        }
+        return "accepted";
+    };
+    CHECK(refused_field({.grace_period = -1s}) == "grace_period");
+    CHECK(refused_field({.grace_period = max_grace_period + 1s}) == "grace_period");
+    CHECK(refused_field({.new_secret = std::string(513, 's')}) == "secret_key");
+    CHECK(refused_field({.new_secret = "line\nbreak"}) == "secret_key");
+    CHECK(refused_field({.new_secret = "second"}) == "secret_key");
+    CHECK_THROWS_AS(store.rotate_secret(created.id + 1000, {}), WebhookDoesNotExist);
+    require_same_hook(*store.find_hook(created.id), before);
+}
+
+TEMPLATE_LIST_TEST_CASE("create_hook and update_hook leave retired secrets to rotate_secret", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    Hook with_retired = sample_hook("alice", "https://a.example/hook");
+    with_retired.retired_secrets = {{"smuggled", Clock::now() + 1h}};
+    const Hook created = store.create_hook(with_retired);
+    CHECK(created.retired_secrets.empty());
+    CHECK(store.find_hook(created.id)->retired_secrets.empty());
+
+    const Hook rotated = store.rotate_secret(created.id, {.new_secret = "second"});
+    Hook change = rotated;
+    change.target_url = "https://b.example/hook";
+    change.retired_secrets.clear();
+    const Hook updated = store.update_hook(change);
+    CHECK(updated.retired_secrets == rotated.retired_secrets);
+    CHECK(store.find_hook(created.id)->retired_secrets == rotated.retired_secrets);
 }
 
 // --- events and deliveries -----------------------------------------------------------------------
