@@ -382,7 +382,8 @@ TEMPLATE_LIST_TEST_CASE("rotate_secret makes the new secret current and keeps th
     const auto claimed = store.claim_due(claim_by("w", Clock::now()));
     REQUIRE(claimed.size() == 1);
     CHECK(signing_secrets(claimed[0].hook, Clock::now()) == std::vector<std::string>{"new-secret", "secret-of-alice"});
-    CHECK(signing_secrets(claimed[0].hook, rotated.retired_secrets[0].expires) == std::vector<std::string>{"new-secret"});
+    CHECK(signing_secrets(claimed[0].hook, rotated.retired_secrets[0].expires) ==
+          std::vector<std::string>{"new-secret"});
 }
 
 TEMPLATE_LIST_TEST_CASE("rotate_secret without a new secret generates a whsec_ one", "[store]", Stores)

@@ -112,7 +112,8 @@ inline std::string retired_secrets_text(const std::vector<RetiredSecret>& retire
     boost::json::array out;
     out.reserve(retired.size());
     for (const RetiredSecret& old : retired)
-        out.push_back(boost::json::object{{"secret", stored_secret(old.secret, box)}, {"expires", to_micros(old.expires)}});
+        out.push_back(
+            boost::json::object{{"secret", stored_secret(old.secret, box)}, {"expires", to_micros(old.expires)}});
     return boost::json::serialize(out);
 }
 
