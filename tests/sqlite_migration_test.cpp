@@ -79,3 +79,30 @@ TEST_CASE("a version 1 database file is migrated to endpoint health and keeps it
     store.record_attempts(std::vector{attempt_report(delivery_id, "w", 1, AttemptVerdict::retry, 500, t0 + 1h)});
     CHECK(store.find_hook(hook_id)->failed_attempts == 1);
 }
+
+TEST_CASE("a version 3 database file is migrated to secret rotation and keeps its secrets", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    std::int64_t hook_id = 0;
+    {
+        SqliteStore store{path};
+        hook_id = store.create_hook(sample_hook("alice", "https://a.example/")).id;
+    }
+    // What version 3 wrote: no retired secrets, no master key table.
+    exec_on_file(path, "ALTER TABLE hooks DROP COLUMN retired_secrets; DROP TABLE master_key;"
+                       "PRAGMA user_version = 3;");
+    REQUIRE(user_version(path) == 3);
+
+    SqliteStore store{path};
+    CHECK(user_version(path) == SqliteStore::schema_version());
+    CHECK(SqliteStore::schema_version() >= 4);
+    const auto hook = store.find_hook(hook_id);
+    REQUIRE(hook);
+    CHECK(hook->secret_key == "secret-of-alice");
+    CHECK(hook->retired_secrets.empty());
+    SecretRotation rotation;
+    rotation.new_secret = "rotated";
+    CHECK(store.rotate_secret(hook_id, rotation).retired_secrets.size() == 1);
+    CHECK(store.find_hook(hook_id)->retired_secrets.at(0).secret == "secret-of-alice");
+}
