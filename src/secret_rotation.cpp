@@ -7,11 +7,16 @@
 
 namespace whisperer {
 
-void validate_rotation(const SecretRotation& rotation, const HookRules& rules)
+void validate_grace_period(std::chrono::seconds grace_period)
 {
-    if (rotation.grace_period < std::chrono::seconds::zero() || rotation.grace_period > max_grace_period)
+    if (grace_period < std::chrono::seconds::zero() || grace_period > max_grace_period)
         throw ValidationError("grace_period", "grace_period must be a whole number of seconds from 0 to " +
                                                   std::to_string(max_grace_period.count()) + " (30 days).");
+}
+
+void validate_rotation(const SecretRotation& rotation, const HookRules& rules)
+{
+    validate_grace_period(rotation.grace_period);
     validate_secret(rotation.new_secret, rules);
 }
 

@@ -422,7 +422,7 @@ bool SqliteStore::deactivate_hook(std::int64_t id, const std::string& reason)
 
 Hook SqliteStore::rotate_secret(std::int64_t id, const SecretRotation& rotation)
 {
-    validate_rotation(rotation);
+    validate_grace_period(rotation.grace_period);
     const std::string new_secret = rotation.new_secret.empty() ? generate_secret() : rotation.new_secret;
     const TimePoint now = stored_time(Clock::now());
     const TimePoint at = stored_time(rotation.now.value_or(now));

@@ -293,3 +293,26 @@ TEST_CASE("a delivery is signed with the new secret and the ten newest old ones,
         CHECK(verdicts.whisperer == expected);
     }
 }
+
+TEST_CASE("a chosen secret is held to the router's hook rules, as at creation", "[router]")
+{
+    ApiFixture api;
+    const std::int64_t id = hook_with_old_secret(api, "https://example.com/hook");
+    http::RouterOptions options;
+    options.hook_rules.max_secret_length = 600;
+    http::HooksRouter router{api.registry, api.store, *api.dispatcher, api.authenticator, options};
+    auto rotate = [&](const std::string& secret) {
+        http::Request request{verb::post, rotate_path(id), 11};
+        request.set(boost::beast::http::field::authorization, "Token " + api.alice);
+        request.set(boost::beast::http::field::content_type, "application/json");
+        request.body() = json::serialize(json::object{{"secret_key", secret}});
+        request.prepare_payload();
+        return router.handle(std::move(request));
+    };
+
+    const std::string long_secret(600, 'l');
+    CHECK(rotate(long_secret).result() == status::ok);
+    CHECK(api.store.find_hook(id)->secret_key == long_secret);
+    require_api_error(rotate(std::string(601, 'm')), status::bad_request, "whisperer_invalid", "secret_key");
+    CHECK(api.store.find_hook(id)->secret_key == long_secret);
+}

@@ -482,8 +482,6 @@ TEMPLATE_LIST_TEST_CASE("an invalid rotation, or one of a missing hook, is refus
     };
     CHECK(refused_field({.grace_period = -1s}) == "grace_period");
     CHECK(refused_field({.grace_period = max_grace_period + 1s}) == "grace_period");
-    CHECK(refused_field({.new_secret = std::string(513, 's')}) == "secret_key");
-    CHECK(refused_field({.new_secret = "line\nbreak"}) == "secret_key");
     CHECK(refused_field({.new_secret = "second"}) == "secret_key");
     CHECK_THROWS_AS(store.rotate_secret(created.id + 1000, {}), WebhookDoesNotExist);
     require_same_hook(*store.find_hook(created.id), before);

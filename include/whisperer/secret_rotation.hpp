@@ -35,8 +35,12 @@ struct SecretRotation {
     std::optional<TimePoint> now;
 };
 
-/// Throws `ValidationError` naming "grace_period" (negative or longer than `max_grace_period`)
-/// or "secret_key" (as `validate_secret` with `rules`).
+/// Throws `ValidationError` ("grace_period") unless `grace_period` is from 0 to
+/// `max_grace_period`.
+void validate_grace_period(std::chrono::seconds grace_period);
+
+/// Checks a rotation that comes from outside: the grace period as `validate_grace_period`, and
+/// the new secret as `validate_secret` with `rules` (field "secret_key").
 void validate_rotation(const SecretRotation& rotation, const HookRules& rules = {});
 
 /// Applies a validated rotation to `hook` at `now`, for stores: the current secret (when not

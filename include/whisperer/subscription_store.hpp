@@ -166,8 +166,10 @@ public:
     virtual bool deactivate_hook(std::int64_t id, const std::string& reason = {}) = 0;
     /// Replaces the hook's secret as `rotation` says (`apply_rotation`), in one transaction, and
     /// returns the hook with the new secret in clear: the only time a generated one is seen.
-    /// Throws `ValidationError` ("grace_period", "secret_key") or `WebhookDoesNotExist`,
-    /// changing nothing.
+    /// Throws `ValidationError` for a grace period out of range ("grace_period") or a new secret
+    /// equal to the current one ("secret_key"), or `WebhookDoesNotExist`, changing nothing.
+    /// Checking a chosen secret against the host's `HookRules` is the caller's job
+    /// (`validate_rotation`), as for `create_hook`.
     virtual Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) = 0;
     virtual Page<Hook> list_hooks(const HookQuery& query) = 0;
     /// Active hooks of `event_type` whose config matches every key of `config_filter`.
