@@ -17,6 +17,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <map>
@@ -125,6 +126,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     bool flush_posted = false;
     std::chrono::milliseconds store_backoff{0};
     std::chrono::milliseconds store_pause{0}; // The last pause after a store failure; 0 once it works.
+    // Whether the outbox may hold rows the last claim did not see: new events, retries falling due,
+    // rows of other processes, or rows a claim left for want of room. Completions alone do not set it.
+    bool outbox_unseen = true;
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
     asio::steady_timer retention_timer;
@@ -157,6 +161,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             return;
         asio::post(strand, [self = shared_from_this()] {
             self->wake_posted = false;
+            self->outbox_unseen = true;
             if (self->in_flight.empty()) {
                 self->pump(); // Idle: claim at once, for latency.
                 return;
@@ -492,6 +497,14 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             // than taking its rows a few at a time.
             request.hook_limits.push_back({hook, left < quota / 4 ? 0 : left});
         }
+        // Every hook in flight is near its quota and the last claim saw the whole outbox: a claim
+        // now would find nothing. Their completions pump again, wake() brings new events, and the
+        // timer the last claim armed looks for anything else.
+        const bool all_held = !request.hook_limits.empty() &&
+                              std::all_of(request.hook_limits.begin(), request.hook_limits.end(),
+                                          [](const HookClaimLimit& h) { return h.limit == 0; });
+        if (all_held && !outbox_unseen)
+            return;
         std::vector<ClaimedDelivery> claimed;
         std::optional<TimePoint> next;
         try {
@@ -505,6 +518,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             store_failed(e);
             return;
         }
+        outbox_unseen = claimed.size() == request.limit;
         for (ClaimedDelivery& delivery : claimed)
             start(std::make_shared<const ClaimedDelivery>(std::move(delivery)));
         if (claimed.size() == request.limit) {
@@ -534,8 +548,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         }
         wake_timer.expires_after(wait);
         wake_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (!ec)
-                self->pump();
+            if (ec)
+                return;
+            self->outbox_unseen = true;
+            self->pump();
         });
     }
 
@@ -623,6 +639,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                 return;
             // Try again the normal way: a new failure comes back here with a longer pause.
             self->store_backoff = 0ms;
+            self->outbox_unseen = true;
             self->flush();
         });
     }
