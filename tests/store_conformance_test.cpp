@@ -805,15 +805,24 @@ TEMPLATE_LIST_TEST_CASE("claim_due takes at most each hook's limit, serving the 
               std::vector<std::int64_t>{busy_ids[0], busy_ids[1], busy_ids[2], quiet_first, quiet_second, late_id});
         CHECK(hooks_of(claimed).count(busy.id) == 3);
     }
-    SECTION("when the limit in all runs out, the hooks with the oldest rows are served")
+    SECTION("when the limit in all runs out, each hook gets a share before any gets more")
     {
         ClaimRequest request = claim_by("w", t0 + 1s, 4);
         request.per_hook_limit = 2;
-        const auto claimed = store.claim_due(request);
-        CHECK(ids_of(claimed) == std::vector<std::int64_t>{busy_ids[0], busy_ids[1], quiet_first, quiet_second});
-        // The next claim, with the busy hook at its limit, serves the hook left out.
+        // One row each, then the room left to the hook that has waited longest.
+        CHECK(ids_of(store.claim_due(request)) ==
+              std::vector<std::int64_t>{busy_ids[0], busy_ids[1], quiet_first, late_id});
+        // The next claim, with the busy hook at its limit, serves the row left out.
         request.hook_limits = {{.hook_id = busy.id, .limit = 0}};
-        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{late_id});
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{quiet_second});
+    }
+    SECTION("with fewer rows allowed than hooks waiting, the hooks waiting longest are served")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 2);
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[0], quiet_first});
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[1], quiet_second});
+        // The late hook's row is now the oldest waiting of any hook but the busy one's.
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[2], late_id});
     }
     SECTION("a hook's own limit overrides the per-hook limit")
     {
