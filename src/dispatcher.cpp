@@ -17,6 +17,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <map>
@@ -125,6 +126,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     bool flush_posted = false;
     std::chrono::milliseconds store_backoff{0};
     std::chrono::milliseconds store_pause{0}; // The last pause after a store failure; 0 once it works.
+    // Whether the outbox may hold rows the last claim did not see: new events, retries falling due,
+    // rows of other processes, or rows a claim left for want of room. Completions alone do not set it.
+    bool outbox_unseen = true;
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
     asio::steady_timer retention_timer;
@@ -157,6 +161,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             return;
         asio::post(strand, [self = shared_from_this()] {
             self->wake_posted = false;
+            self->outbox_unseen = true;
             if (self->in_flight.empty()) {
                 self->pump(); // Idle: claim at once, for latency.
                 return;
@@ -476,39 +481,50 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         std::size_t room = options.max_in_flight - busy;
         if (busy > 0 && room < std::min(options.claim_batch, options.max_in_flight) / 4)
             return;
-        std::vector<std::int64_t> skip;
-        for (const auto& [hook, n] : per_hook)
-            if (n >= hook_quota() / 2)
-                skip.push_back(hook);
         ClaimRequest request;
         request.worker = worker;
         request.now = Clock::now();
         request.lease = options.lease;
-        // No more than one hook may take, so that a single busy hook's rows are not claimed only
-        // to be handed back.
-        request.limit = std::min({options.claim_batch, room, std::max<std::size_t>(1, hook_quota() / 2)});
-        request.skip_hooks = std::move(skip);
+        request.limit = std::min(options.claim_batch, room);
+        // The store applies each hook's quota, so a saturated hook's rows are neither claimed nor
+        // read through, and whatever is claimed can start.
+        const std::size_t quota = hook_quota();
+        request.per_hook_limit = quota;
+        request.hook_limits.reserve(per_hook.size());
+        for (const auto& [hook, n] : per_hook) {
+            const std::size_t left = n < quota ? quota - n : 0;
+            // A hook this close to its quota waits for its completions, which pump again, rather
+            // than taking its rows a few at a time.
+            request.hook_limits.push_back({hook, left < quota / 4 ? 0 : left});
+        }
+        // Every hook in flight is near its quota and the last claim saw the whole outbox: a claim
+        // now would find nothing. Their completions pump again, wake() brings new events, and the
+        // timer the last claim armed looks for anything else.
+        const bool all_held = !request.hook_limits.empty() &&
+                              std::all_of(request.hook_limits.begin(), request.hook_limits.end(),
+                                          [](const HookClaimLimit& h) { return h.limit == 0; });
+        if (all_held && !outbox_unseen)
+            return;
         std::vector<ClaimedDelivery> claimed;
         std::optional<TimePoint> next;
         try {
             claimed = store.claim_due(request);
-            // With requests in flight their completions pump again; the store need not be asked.
-            if (claimed.size() < request.limit && in_flight.empty())
+            // Requests in flight pump again as they complete; only an idle dispatcher needs to
+            // know when the next row falls due.
+            if (claimed.empty() && in_flight.empty())
                 next = store.next_due();
             store_pause = 0ms;
         } catch (const std::exception& e) {
             store_failed(e);
             return;
         }
-        start_within_quota(claimed);
+        outbox_unseen = claimed.size() == request.limit;
+        for (ClaimedDelivery& delivery : claimed)
+            start(std::make_shared<const ClaimedDelivery>(std::move(delivery)));
         if (claimed.size() == request.limit) {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
             return;
         }
-        // Rows of saturated hooks may be due already; their completions pump again, so waking
-        // for them now would only spin.
-        if (!request.skip_hooks.empty() && next && *next <= request.now)
-            next.reset();
         if (!in_flight.empty() && !next)
             next = request.now + busy_poll; // Rows of other processes, retries falling due.
         sleep_until(next);
@@ -516,34 +532,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
 
     /// Deliveries of one hook in flight at most: a quarter of the slots (at least two per
     /// connection), so that a few hooks whose receivers stall leave most slots to the rest while
-    /// one busy hook still gets batches deep enough to keep its connections full. Hooks at half
-    /// their quota are skipped and claims take at most half a quota, so a claim never brings a
-    /// hook more than it may start.
+    /// one busy hook still gets batches deep enough to keep its connections full.
     std::size_t hook_quota() const
     {
         return std::max(options.max_connections_per_origin * 2, options.max_in_flight / 4);
-    }
-
-    /// Starts the claimed deliveries whose hook is under its quota and hands the others back.
-    void start_within_quota(std::vector<ClaimedDelivery>& claimed)
-    {
-        std::vector<std::int64_t> over_quota;
-        for (ClaimedDelivery& d : claimed) {
-            auto it = per_hook.find(d.hook.id);
-            if (it != per_hook.end() && it->second >= hook_quota()) {
-                over_quota.push_back(d.delivery_id);
-                continue;
-            }
-            start(std::make_shared<const ClaimedDelivery>(std::move(d)));
-        }
-        if (over_quota.empty())
-            return;
-        try {
-            store.release_leases(worker, over_quota);
-        } catch (const std::exception& e) {
-            // They go out once their leases run out.
-            log(LogLevel::warning, std::string("could not release leases: ") + e.what());
-        }
     }
 
     /// Arms the wake-up timer for the next due row (or the idle poll, whichever comes first).
@@ -556,8 +548,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         }
         wake_timer.expires_after(wait);
         wake_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (!ec)
-                self->pump();
+            if (ec)
+                return;
+            self->outbox_unseen = true;
+            self->pump();
         });
     }
 
@@ -645,6 +639,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                 return;
             // Try again the normal way: a new failure comes back here with a longer pause.
             self->store_backoff = 0ms;
+            self->outbox_unseen = true;
             self->flush();
         });
     }

@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -38,6 +39,30 @@ std::string already_registered_message(const Hook& hook)
     return "An active webhook of '" + hook.owner + "' already sends '" + hook.event_type +
            "' events to " + hook.target_url + ".";
 }
+
+/// The hooks that have rows in the outbox, one index seek each, however many rows they have: a
+/// recursive walk from each hook id to the next (SQLite has no skip-scan without statistics).
+constexpr std::string_view queued_hooks =
+    "WITH RECURSIVE queued (hook_id) AS ("
+    " SELECT (SELECT MIN(hook_id) FROM outbox)"
+    " UNION ALL"
+    " SELECT (SELECT MIN(o.hook_id) FROM outbox o WHERE o.hook_id > q.hook_id) FROM queued q"
+    " WHERE q.hook_id IS NOT NULL) ";
+
+/// A row `claim_due` may lease: due, and its lease free or expired. Rows of one hook are walked
+/// through `outbox_hook_due` in due order; the leased ones are skipped inside the index.
+constexpr std::string_view claimable =
+    "o.due_at <= :now AND (o.lease_expires IS NULL OR o.lease_expires <= :now)";
+
+/// A hook with claimable rows, how many of them this claim may take, and what it took.
+struct ClaimCandidate {
+    std::int64_t first_due = 0;
+    std::int64_t hook_id = 0;
+    std::size_t limit = 0;
+    std::size_t taken = 0;
+    bool exhausted = false; ///< A take found fewer rows than it asked for.
+    std::optional<Hook> hook;
+};
 
 } // namespace
 
@@ -93,6 +118,8 @@ struct SqliteStore::Impl {
     bool requeue(std::int64_t delivery_id, TimePoint due, TimePoint now);
     /// Moves the health of the delivery's hook by one attempt: a success ends its run of failures.
     void record_health(const AttemptRecord& record);
+    void take_rows(ClaimCandidate& candidate, std::size_t n, const ClaimRequest& request,
+                   std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed);
 
     /// The events of a journal replay that are stored already.
     bool stored(const NewEvent& event);
@@ -140,6 +167,10 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
         // The limit truncates a WAL that a long reader let grow far past that.
         db_.exec("PRAGMA wal_autocheckpoint = 8192");
         db_.exec("PRAGMA journal_size_limit = 67108864");
+        // Claims walk the hooks through a recursive query, whose queue is a temporary table.
+        // Backed by a file (the default), each one sets up and frees a pager: ~50 us a claim,
+        // several times the query itself. Every temporary table here is small.
+        db_.exec("PRAGMA temp_store = MEMORY");
         if (!in_memory())
             subscribers_ = std::make_unique<SqliteSubscribers>(path_);
     } catch (const SQLite::Exception& e) {
@@ -747,51 +778,119 @@ std::size_t SqliteStore::requeue_failed(std::int64_t hook_id, TimePoint since, T
 
 // --- the outbox --------------------------------------------------------------------------------
 
+/// Leases up to `n` claimable rows of `candidate`'s hook, oldest due first, appending them to
+/// `claimed` with their due times. Rows leased by an earlier take of the same claim are skipped.
+void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, const ClaimRequest& request,
+                                  std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed)
+{
+    static const std::string rows_sql =
+        "SELECT o.delivery_id, o.due_at, e.uuid, e.event_type, e.body, d.attempt_count, d.created, " +
+        std::string(hook_columns) +
+        " FROM outbox o JOIN deliveries d ON d.id = o.delivery_id JOIN events e ON e.id = d.event_id"
+        " JOIN hooks h ON h.id = o.hook_id WHERE o.hook_id = :hook_id AND " + std::string(claimable) +
+        " ORDER BY o.due_at LIMIT :limit";
+    const std::size_t first = claimed.size();
+    {
+        auto select = statement(rows_sql);
+        select->bind(":hook_id", candidate.hook_id);
+        select->bind(":now", to_micros(request.now));
+        select->bind(":limit", sql_limit(n));
+        while (select->executeStep()) {
+            RowReader row{*select};
+            ClaimedDelivery delivery;
+            delivery.delivery_id = row.int64();
+            const std::int64_t due_at = row.int64();
+            delivery.event_uuid = row.text();
+            delivery.event_type = row.text();
+            delivery.body = row.text();
+            delivery.attempt_count = row.count();
+            delivery.created = row.time();
+            // The hook's JSON columns are parsed once per claim, not once per row.
+            if (!candidate.hook)
+                candidate.hook = read_hook(row, box(), request.now);
+            delivery.hook = *candidate.hook;
+            claimed.emplace_back(due_at, std::move(delivery));
+        }
+    }
+    candidate.taken += claimed.size() - first;
+    candidate.exhausted = claimed.size() - first < n;
+
+    auto lease = statement("UPDATE outbox SET lease_owner = :worker, lease_expires = :expires WHERE delivery_id = :id");
+    lease->bind(":worker", request.worker);
+    lease->bind(":expires", to_micros(request.now + request.lease));
+    for (std::size_t i = first; i < claimed.size(); ++i) {
+        lease->bind(":id", claimed[i].second.delivery_id);
+        lease->exec();
+        lease->reset();
+    }
+}
+
 std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
 {
     if (request.limit == 0)
         return {};
-    boost::json::array skip_hooks(request.skip_hooks.begin(), request.skip_hooks.end());
+    std::map<std::int64_t, std::size_t> own_limits;
+    for (const HookClaimLimit& entry : request.hook_limits)
+        own_limits[entry.hook_id] = entry.limit;
+    auto limit_of = [&](std::int64_t hook_id) {
+        auto found = own_limits.find(hook_id);
+        return found == own_limits.end() ? request.per_hook_limit : found->second;
+    };
 
     return impl_->write("claim due deliveries", [&] {
-        static const std::string sql =
-            "SELECT o.delivery_id, e.uuid, e.event_type, e.body, d.attempt_count, d.created, " +
-            std::string(hook_columns) +
-            " FROM outbox o JOIN deliveries d ON d.id = o.delivery_id JOIN events e ON e.id = d.event_id"
-            " JOIN hooks h ON h.id = o.hook_id"
-            " WHERE o.due_at <= :now AND (o.lease_expires IS NULL OR o.lease_expires <= :now)"
-            " AND h.is_active = 1 AND o.hook_id NOT IN (SELECT value FROM json_each(:skip_hooks))"
-            // due_at alone: a tie-breaker the index does not hold would sort every equally due row.
-            " ORDER BY o.due_at LIMIT :limit";
-        std::vector<ClaimedDelivery> claimed;
+        // Each active hook with rows, and the due time of its oldest claimable one: a seek for a
+        // hook, plus its rows in flight for the first claimable, however large its backlog.
+        static const std::string candidates_sql =
+            std::string(queued_hooks) +
+            "SELECT q.hook_id, (SELECT o.due_at FROM outbox o WHERE o.hook_id = q.hook_id AND " +
+            std::string(claimable) + " ORDER BY o.due_at LIMIT 1)"
+            " FROM queued q JOIN hooks h ON h.id = q.hook_id WHERE h.is_active = 1";
+        std::vector<ClaimCandidate> candidates;
         {
-            auto select = impl_->statement(sql);
+            auto select = impl_->statement(candidates_sql);
             select->bind(":now", to_micros(request.now));
-            select->bind(":skip_hooks", boost::json::serialize(skip_hooks));
-            select->bind(":limit", sql_limit(request.limit));
             while (select->executeStep()) {
-                RowReader row{*select};
-                ClaimedDelivery delivery;
-                delivery.delivery_id = row.int64();
-                delivery.event_uuid = row.text();
-                delivery.event_type = row.text();
-                delivery.body = row.text();
-                delivery.attempt_count = row.count();
-                delivery.created = row.time();
-                delivery.hook = read_hook(row, impl_->box(), request.now);
-                claimed.push_back(std::move(delivery));
+                ClaimCandidate candidate;
+                candidate.hook_id = select->getColumn(0).getInt64();
+                candidate.limit = limit_of(candidate.hook_id);
+                if (select->isColumnNull(1) || candidate.limit == 0)
+                    continue;
+                candidate.first_due = select->getColumn(1).getInt64();
+                candidates.push_back(std::move(candidate));
             }
         }
-        auto lease = impl_->statement(
-            "UPDATE outbox SET lease_owner = :worker, lease_expires = :expires WHERE delivery_id = :id");
-        lease->bind(":worker", request.worker);
-        lease->bind(":expires", to_micros(request.now + request.lease));
-        for (const ClaimedDelivery& delivery : claimed) {
-            lease->bind(":id", delivery.delivery_id);
-            lease->exec();
-            lease->reset();
+        std::vector<std::pair<std::int64_t, ClaimedDelivery>> claimed; // due_at, delivery
+        if (candidates.empty())
+            return std::vector<ClaimedDelivery>{};
+        // The hooks waiting longest go first. Every hook gets an equal share first, then the
+        // room left goes to those with more rows, so that one hook's backlog does not take a
+        // claim that others have rows for.
+        std::sort(candidates.begin(), candidates.end(), [](const ClaimCandidate& a, const ClaimCandidate& b) {
+            return std::tie(a.first_due, a.hook_id) < std::tie(b.first_due, b.hook_id);
+        });
+        const std::size_t share = std::max<std::size_t>(1, request.limit / candidates.size());
+        for (ClaimCandidate& candidate : candidates) {
+            if (claimed.size() >= request.limit)
+                break;
+            impl_->take_rows(candidate, std::min({candidate.limit, share, request.limit - claimed.size()}), request,
+                             claimed);
         }
-        return claimed;
+        for (ClaimCandidate& candidate : candidates) {
+            if (claimed.size() >= request.limit)
+                break;
+            if (candidate.taken == 0 || candidate.exhausted || candidate.taken >= candidate.limit)
+                continue;
+            impl_->take_rows(candidate, std::min(candidate.limit - candidate.taken, request.limit - claimed.size()),
+                             request, claimed);
+        }
+
+        std::stable_sort(claimed.begin(), claimed.end(),
+                         [](const auto& a, const auto& b) { return a.first < b.first; });
+        std::vector<ClaimedDelivery> deliveries;
+        deliveries.reserve(claimed.size());
+        for (auto& entry : claimed)
+            deliveries.push_back(std::move(entry.second));
+        return deliveries;
     });
 }
 
@@ -924,7 +1023,9 @@ void SqliteStore::Impl::record_health(const AttemptRecord& record)
         "UPDATE hooks SET "
         "failing_since = CASE WHEN :failed THEN COALESCE(failing_since, :started_at) ELSE NULL END, "
         "failed_attempts = CASE WHEN :failed THEN failed_attempts + 1 ELSE 0 END "
-        "WHERE id = (SELECT hook_id FROM deliveries WHERE id = :id)");
+        "WHERE id = (SELECT hook_id FROM deliveries WHERE id = :id) "
+        // A success of a healthy hook changes nothing: leave its row (and its page) unwritten.
+        "AND (:failed OR failing_since IS NOT NULL OR failed_attempts <> 0)");
     update->bind(":failed", record.attempt.succeeded() ? 0 : 1);
     update->bind(":started_at", to_micros(record.attempt.started_at));
     update->bind(":id", record.delivery_id);
@@ -950,10 +1051,13 @@ std::optional<TimePoint> SqliteStore::next_due()
                 next = next ? std::min(*next, at) : at;
             }
         };
-        // Rows of inactive hooks are never claimed, so they must not wake anyone either.
-        consider(impl_->statement("SELECT o.due_at FROM outbox o JOIN hooks h ON h.id = o.hook_id "
-                                  "WHERE o.lease_expires IS NULL AND h.is_active = 1 "
-                                  "ORDER BY o.due_at LIMIT 1"));
+        // Each active hook's first unleased row: rows of inactive hooks are never claimed, so they
+        // must not wake anyone, nor be read through.
+        static const std::string unleased_sql =
+            std::string(queued_hooks) +
+            "SELECT MIN((SELECT o.due_at FROM outbox o WHERE o.hook_id = q.hook_id AND o.lease_expires IS NULL"
+            " ORDER BY o.due_at LIMIT 1)) FROM queued q JOIN hooks h ON h.id = q.hook_id WHERE h.is_active = 1";
+        consider(impl_->statement(unleased_sql));
         // Leased rows are the ones in flight: few, and covered by a partial index.
         consider(impl_->statement("SELECT MIN(MAX(due_at, lease_expires)) FROM outbox "
                                   "WHERE lease_expires IS NOT NULL"));

@@ -67,3 +67,41 @@ TEST_CASE("a stalled and a trickling receiver do not slow the deliveries to othe
         }
     }
 }
+
+TEST_CASE("a stalled hook with a backlog holds its quota of the slots in flight and no more", "[isolation]")
+{
+    auto options = quick_dispatcher_options();
+    options.request_timeout = 60s; // Longer than the test: the stalled requests stay outstanding.
+    options.lease = 3s;
+    options.max_connections_per_origin = 1;
+    options.max_in_flight = 16; // A hook's quota: a quarter of it, 4.
+    constexpr std::size_t quota = 4;
+    ApiFixture api(options);
+    Receiver stalled([](const ReceivedRequest&) { return Reply{.action = Reply::Action::stall}; });
+    Receiver healthy;
+    api.create_hook(api.alice, stalled.url("/stalled"));
+    api.dispatcher->start();
+
+    // More events than there are slots, all for the stalled hook.
+    for (int i = 0; i < 40; ++i)
+        api.dispatcher->deliver_data(json::object{{"n", i}}, "package-created", {});
+    auto leased_by = [&](const std::string& owner) {
+        OutboxQuery query;
+        query.owner = owner;
+        query.limit = 1000;
+        std::size_t n = 0;
+        for (const OutboxEntry& entry : api.store.list_outbox(query).items)
+            if (entry.lease_expires)
+                ++n;
+        return n;
+    };
+    REQUIRE(eventually([&] { return leased_by("alice") == quota; }, 30s));
+
+    // A hook created now gets its deliveries through the slots the stalled one leaves.
+    api.create_hook(api.bob, healthy.url("/healthy"));
+    for (int i = 0; i < 10; ++i)
+        api.dispatcher->deliver_data(json::object{{"n", 100 + i}}, "package-created", {});
+    REQUIRE(eventually([&] { return healthy.count() == 10; }, 30s));
+    CHECK(leased_by("alice") == quota);
+    CHECK(stalled.connections_accepted() <= 1);
+}

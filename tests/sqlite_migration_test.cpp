@@ -43,6 +43,20 @@ int user_version(const std::string& path)
     return version;
 }
 
+bool index_exists(const std::string& path, const std::string& name)
+{
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?", -1, &statement,
+                               nullptr) == SQLITE_OK);
+    sqlite3_bind_text(statement, 1, name.c_str(), -1, SQLITE_TRANSIENT);
+    const bool found = sqlite3_step(statement) == SQLITE_ROW;
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return found;
+}
+
 } // namespace
 
 TEST_CASE("a version 1 database file is migrated to endpoint health and keeps its hooks", "[sqlite]")
@@ -105,4 +119,31 @@ TEST_CASE("a version 3 database file is migrated to secret rotation and keeps it
     rotation.new_secret = "rotated";
     CHECK(store.rotate_secret(hook_id, rotation).retired_secrets.size() == 1);
     CHECK(store.find_hook(hook_id)->retired_secrets.at(0).secret == "secret-of-alice");
+}
+
+TEST_CASE("a version 4 database file is migrated to the per-hook outbox index and claims its rows",
+          "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    std::int64_t delivery_id = 0;
+    {
+        SqliteStore store{path};
+        store.create_hook(sample_hook("alice", "https://a.example/"));
+        NewEvent event = sample_event();
+        delivery_id = store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0);
+    }
+    // What version 4 had: the outbox indexed by due time only.
+    exec_on_file(path, "DROP INDEX outbox_hook_due;"
+                       "CREATE INDEX outbox_due ON outbox (due_at, lease_expires);"
+                       "PRAGMA user_version = 4;");
+
+    SqliteStore store{path};
+    CHECK(user_version(path) == SqliteStore::schema_version());
+    CHECK(SqliteStore::schema_version() >= 5);
+    CHECK(index_exists(path, "outbox_hook_due"));
+    CHECK_FALSE(index_exists(path, "outbox_due"));
+    const auto claimed = store.claim_due(claim_by("w", t0));
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].delivery_id == delivery_id);
 }

@@ -8,6 +8,7 @@
 #include "temp_dir.hpp"
 
 #include <boost/json/value.hpp>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <exception>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -427,4 +429,53 @@ TEST_CASE("a hook whose config nests deeper than Boost.JSON's default is read ba
     auto claimed = store.claim_due({.worker = "w", .now = t0, .lease = 10s, .limit = 10});
     REQUIRE(claimed.size() == 1);
     CHECK(claimed.front().hook.config.at("deep") == deep);
+}
+
+TEST_CASE("an attempt writes its hook's row only when the hook's health changes", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    SqliteStore store{path};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 5; ++i) {
+        NewEvent event = sample_event();
+        ids.push_back(store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0));
+    }
+    // A trigger, in the file's schema, counts every write of a hook row by any connection.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const std::unique_ptr<sqlite3, int (*)(sqlite3*)> closer{db, sqlite3_close};
+    REQUIRE(sqlite3_exec(db,
+                         "CREATE TABLE hook_writes (n INTEGER NOT NULL);"
+                         "INSERT INTO hook_writes VALUES (0);"
+                         "CREATE TRIGGER count_hook_writes AFTER UPDATE ON hooks "
+                         "BEGIN UPDATE hook_writes SET n = n + 1; END;",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    auto hook_writes = [&] {
+        sqlite3_stmt* select = nullptr;
+        REQUIRE(sqlite3_prepare_v2(db, "SELECT n FROM hook_writes", -1, &select, nullptr) == SQLITE_OK);
+        REQUIRE(sqlite3_step(select) == SQLITE_ROW);
+        const int n = sqlite3_column_int(select, 0);
+        sqlite3_finalize(select);
+        return n;
+    };
+    auto delivered = [](std::int64_t id, unsigned number) {
+        return attempt_report(id, "w", number, AttemptVerdict::delivered, 200);
+    };
+    auto failed = [](std::int64_t id, unsigned number) {
+        return attempt_report(id, "w", number, AttemptVerdict::retry, 500, t0 + 1h);
+    };
+
+    store.record_attempts(std::vector{delivered(ids[0], 1), delivered(ids[1], 1)});
+    CHECK(hook_writes() == 0); // healthy, and still healthy
+    store.record_attempts(std::vector{failed(ids[2], 1)});
+    CHECK(hook_writes() == 1); // a run of failures starts
+    store.record_attempts(std::vector{failed(ids[2], 2)});
+    CHECK(hook_writes() == 2); // and grows
+    store.record_attempts(std::vector{delivered(ids[2], 3)});
+    CHECK(hook_writes() == 3); // the hook recovers
+    store.record_attempts(std::vector{delivered(ids[3], 1), delivered(ids[4], 1)});
+    CHECK(hook_writes() == 3);
+    CHECK(store.find_hook(store.find_delivery(ids[2])->hook_id)->failed_attempts == 0);
 }

@@ -756,7 +756,7 @@ TEMPLATE_LIST_TEST_CASE("released leases make rows claimable at once, and only t
     CHECK(ids_of(store.claim_due(claim_by("c", t0 + 1s))) == ids);
 }
 
-TEMPLATE_LIST_TEST_CASE("claim_due leaves the rows of skipped hooks", "[store]", Stores)
+TEMPLATE_LIST_TEST_CASE("claim_due takes no rows of a hook whose limit is zero", "[store]", Stores)
 {
     TestType fixture;
     auto& store = fixture.store();
@@ -766,12 +766,107 @@ TEMPLATE_LIST_TEST_CASE("claim_due leaves the rows of skipped hooks", "[store]",
     REQUIRE(enqueued.at(0).delivery_ids.size() == 2);
 
     ClaimRequest request = claim_by("w", t0);
-    request.skip_hooks = {saturated.id, 999};
+    request.hook_limits = {{.hook_id = saturated.id, .limit = 0}, {.hook_id = 999, .limit = 0}};
     const auto claimed = store.claim_due(request);
 
     REQUIRE(claimed.size() == 1);
     CHECK(claimed[0].hook.target_url == "https://fast.example/");
     CHECK(store.claim_due(claim_by("w", t0)).at(0).hook.id == saturated.id);
+}
+
+TEMPLATE_LIST_TEST_CASE("claim_due takes at most each hook's limit, serving the hooks waiting longest first",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook busy = store.create_hook(sample_hook("alice", "https://busy.example/", "busy-type"));
+    const Hook quiet = store.create_hook(sample_hook("bob", "https://quiet.example/", "quiet-type"));
+    const Hook late = store.create_hook(sample_hook("carol", "https://late.example/", "late-type"));
+    // The busy hook's backlog is older than everything else and larger than any limit.
+    std::vector<std::int64_t> busy_ids;
+    for (int i = 0; i < 10; ++i)
+        busy_ids.push_back(enqueue_one(store, sample_event("busy-type", t0 + 1ms * i)));
+    const std::int64_t quiet_first = enqueue_one(store, sample_event("quiet-type", t0 + 5ms));
+    const std::int64_t quiet_second = enqueue_one(store, sample_event("quiet-type", t0 + 20ms));
+    const std::int64_t late_id = enqueue_one(store, sample_event("late-type", t0 + 30ms));
+    auto hooks_of = [](const std::vector<ClaimedDelivery>& claimed) {
+        std::multiset<std::int64_t> hooks;
+        for (const ClaimedDelivery& delivery : claimed)
+            hooks.insert(delivery.hook.id);
+        return hooks;
+    };
+
+    SECTION("the per-hook limit leaves room for every hook, and the rows come in due order")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 10);
+        request.per_hook_limit = 3;
+        const auto claimed = store.claim_due(request);
+        CHECK(ids_of(claimed) ==
+              std::vector<std::int64_t>{busy_ids[0], busy_ids[1], busy_ids[2], quiet_first, quiet_second, late_id});
+        CHECK(hooks_of(claimed).count(busy.id) == 3);
+    }
+    SECTION("when the limit in all runs out, each hook gets a share before any gets more")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 4);
+        request.per_hook_limit = 2;
+        // One row each, then the room left to the hook that has waited longest.
+        CHECK(ids_of(store.claim_due(request)) ==
+              std::vector<std::int64_t>{busy_ids[0], busy_ids[1], quiet_first, late_id});
+        // The next claim, with the busy hook at its limit, serves the row left out.
+        request.hook_limits = {{.hook_id = busy.id, .limit = 0}};
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{quiet_second});
+    }
+    SECTION("with fewer rows allowed than hooks waiting, the hooks waiting longest are served")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 2);
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[0], quiet_first});
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[1], quiet_second});
+        // The late hook's row is now the oldest waiting of any hook but the busy one's.
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[2], late_id});
+    }
+    SECTION("a hook's own limit overrides the per-hook limit")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 64);
+        request.per_hook_limit = 1;
+        request.hook_limits = {{.hook_id = busy.id, .limit = 4}};
+        const auto hooks = hooks_of(store.claim_due(request));
+        CHECK(hooks.count(busy.id) == 4);
+        CHECK(hooks.count(quiet.id) == 1);
+        CHECK(hooks.count(late.id) == 1);
+    }
+    SECTION("repeated claims take the backlog in due order without repeating a row")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 64);
+        request.per_hook_limit = 4;
+        request.hook_limits = {{.hook_id = quiet.id, .limit = 0}, {.hook_id = late.id, .limit = 0}};
+        std::vector<std::int64_t> taken;
+        for (auto claimed = store.claim_due(request); !claimed.empty(); claimed = store.claim_due(request)) {
+            CHECK(claimed.size() <= 4);
+            for (std::int64_t id : ids_of(claimed))
+                taken.push_back(id);
+        }
+        CHECK(taken == busy_ids);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("claim_due passes over the leased rows of a hook to its next ones", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 3; ++i)
+        ids.push_back(enqueue_one(store, sample_event("package-created", t0 + 1ms * i)));
+    ClaimRequest first = claim_by("a", t0 + 1s);
+    first.per_hook_limit = 1;
+    REQUIRE(ids_of(store.claim_due(first)) == std::vector<std::int64_t>{ids[0]});
+
+    // Another worker gets the rows behind the leased one, never the leased one itself.
+    ClaimRequest second = claim_by("b", t0 + 2s);
+    CHECK(ids_of(store.claim_due(second)) == std::vector<std::int64_t>{ids[1], ids[2]});
+    CHECK(store.claim_due(second).empty());
+    // Once the first lease runs out, its row is claimable again.
+    CHECK(ids_of(store.claim_due(claim_by("c", t0 + 11s))) == std::vector<std::int64_t>{ids[0]});
 }
 
 TEMPLATE_LIST_TEST_CASE("rows of an inactive hook stay in the outbox unclaimed until it is re-activated",
@@ -791,6 +886,26 @@ TEMPLATE_LIST_TEST_CASE("rows of an inactive hook stay in the outbox unclaimed u
     revived.is_active = true;
     store.update_hook(revived);
     CHECK(ids_of(store.claim_due(claim_by("w", t0 + 1h))) == std::vector<std::int64_t>{id});
+}
+
+TEMPLATE_LIST_TEST_CASE("an inactive hook's older backlog does not keep active hooks from being claimed",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook inactive = store.create_hook(sample_hook("alice", "https://gone.example/", "old-type"));
+    const Hook active = store.create_hook(sample_hook("bob", "https://b.example/"));
+    for (int i = 0; i < 20; ++i)
+        enqueue_one(store, sample_event("old-type", t0 + 1ms * i));
+    REQUIRE(store.deactivate_hook(inactive.id));
+    const std::int64_t id = enqueue_one(store, sample_event("package-created", t0 + 1s));
+
+    const auto claimed = store.claim_due(claim_by("w", t0 + 2s, 1));
+    REQUIRE(ids_of(claimed) == std::vector<std::int64_t>{id});
+    CHECK(claimed[0].hook.id == active.id);
+    CHECK(store.claim_due(claim_by("w", t0 + 2s)).empty());
+    // Nor does it make anything seem due: what comes next is the end of the lease just taken.
+    CHECK(store.next_due() == t0 + 2s + 10s);
 }
 
 // --- recording attempts ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -103,13 +104,23 @@ struct ClaimedDelivery {
     TimePoint created{};
 };
 
+/// How many rows one claim may take of one hook.
+struct HookClaimLimit {
+    std::int64_t hook_id = 0;
+    std::size_t limit = 0;                  ///< Zero leaves the hook's rows alone.
+};
+
 /// Parameters of `claim_due`.
 struct ClaimRequest {
     std::string worker;                     ///< Lease owner; unique per dispatcher instance.
     TimePoint now{};
     std::chrono::milliseconds lease{10000};
-    std::size_t limit = 64;
-    std::vector<std::int64_t> skip_hooks;   ///< Hooks whose origin is saturated: leave their rows.
+    std::size_t limit = 64;                 ///< Rows in all.
+    /// Rows of any one hook, unless `hook_limits` gives the hook a limit of its own.
+    std::size_t per_hook_limit = std::numeric_limits<std::size_t>::max();
+    /// Hooks with a limit of their own, such as what is left of a dispatcher's quota for a hook
+    /// that has deliveries in flight. At most one entry per hook.
+    std::vector<HookClaimLimit> hook_limits;
 };
 
 /// What to do with a delivery after an attempt.
@@ -204,7 +215,12 @@ public:
                                        TimePoint due, std::size_t limit = 10000) = 0;
 
     // --- the outbox, for dispatchers -------------------------------------------------------------
-    /// Leases up to `limit` due rows whose lease is free or expired, oldest due first.
+    /// Leases up to `limit` due rows whose lease is free or expired, of active hooks only, and
+    /// no more of one hook than its limit (`hook_limits`, else `per_hook_limit`). Hooks take
+    /// turns by their oldest due row, so the hooks waiting longest are served first; the rows
+    /// come back in due order. Must not read through the backlog of a hook it takes nothing from
+    /// (an inactive hook, or one whose limit is zero): its cost grows with the rows it returns
+    /// and the hooks that have rows, not with the rows waiting.
     virtual std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) = 0;
     /// Extends the leases `worker` holds on `delivery_ids` to `until`.
     virtual void renew_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids,
@@ -217,7 +233,7 @@ public:
     /// the workers); from a worker that lost its lease to another it records the attempt only.
     /// Every attempt also moves its hook's health in the same transaction: a failure starts
     /// (`failing_since` = its start) or extends (`failed_attempts` + 1) the hook's run of
-    /// failures, a success ends it.
+    /// failures, a success ends it. A success of a hook without such a run need not write it.
     virtual void record_attempts(std::span<const AttemptRecord> records) = 0;
     /// When the next outbox row becomes claimable (due, or its lease expires); nullopt when empty.
     virtual std::optional<TimePoint> next_due() = 0;
