@@ -183,14 +183,19 @@ std::optional<std::uint64_t> ipv4_number(std::string_view part) noexcept
 
 Cidr::Cidr(const ip::address& network, unsigned prefix_length) : prefix_length_(prefix_length)
 {
-    ip::address net = unmapped(network);
-    unsigned width = net.is_v4() ? 32 : 128;
+    const unsigned width = network.is_v4() ? 32 : 128;
     if (prefix_length > width)
         throw bad_cidr(network.to_string() + "/" + std::to_string(prefix_length), "the prefix is too long.");
+    // An IPv4-mapped network inside ::ffff:0:0/96 is the IPv4 network it carries; a shorter one
+    // holds more than mapped addresses and stays IPv6.
+    const bool mapped = network.is_v6() && network.to_v6().is_v4_mapped() && prefix_length >= 96;
+    const ip::address net = mapped ? unmapped(network) : network;
+    if (mapped)
+        prefix_length_ -= 96;
     if (net.is_v4())
-        network_ = ip::address_v4(masked(net.to_v4().to_bytes(), prefix_length));
+        network_ = ip::address_v4(masked(net.to_v4().to_bytes(), prefix_length_));
     else
-        network_ = ip::address_v6(masked(net.to_v6().to_bytes(), prefix_length));
+        network_ = ip::address_v6(masked(net.to_v6().to_bytes(), prefix_length_));
 }
 
 Cidr Cidr::parse(std::string_view text)
@@ -207,21 +212,20 @@ Cidr Cidr::parse(std::string_view text)
         length = value;
     }
     boost::system::error_code ec;
-    ip::address address = ip::make_address(std::string(address_text), ec);
+    const ip::address address = ip::make_address(std::string(address_text), ec);
     if (ec)
         throw bad_cidr(text, "expected ADDRESS/LENGTH.");
-    address = unmapped(address);
     return Cidr(address, length.value_or(address.is_v4() ? 32u : 128u));
 }
 
 bool Cidr::contains(const ip::address& address) const noexcept
 {
-    ip::address a = unmapped(address);
-    if (a.is_v4() != network_.is_v4())
-        return false;
-    if (a.is_v4())
-        return prefix_equal(a.to_v4().to_bytes(), network_.to_v4().to_bytes(), prefix_length_);
-    return prefix_equal(a.to_v6().to_bytes(), network_.to_v6().to_bytes(), prefix_length_);
+    if (network_.is_v4()) {
+        const ip::address a = unmapped(address);
+        return a.is_v4() && prefix_equal(a.to_v4().to_bytes(), network_.to_v4().to_bytes(), prefix_length_);
+    }
+    const ip::address_v6 a = address.is_v4() ? ip::make_address_v6(ip::v4_mapped, address.to_v4()) : address.to_v6();
+    return prefix_equal(a.to_bytes(), network_.to_v6().to_bytes(), prefix_length_);
 }
 
 std::string Cidr::to_string() const
@@ -265,6 +269,11 @@ UrlHost parse_url_host(std::string_view host) noexcept
                 return out;
             }
             host = host.substr(1, host.size() - 2);
+        }
+        // Asio reads the text up to a NUL byte only: "::1\0junk" would be ::1.
+        if (host.find('\0') != std::string_view::npos) {
+            out.kind = UrlHost::Kind::invalid;
+            return out;
         }
         ip::address_v6 v6 = ip::make_address_v6(std::string(host), ec);
         out.kind = ec ? UrlHost::Kind::invalid : UrlHost::Kind::address;

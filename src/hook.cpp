@@ -97,6 +97,11 @@ void validate_http_url(std::string_view url, std::string_view field, std::size_t
     if (parsed->has_userinfo())
         throw ValidationError(std::string(field),
                               std::string(field) + " may not carry credentials; use config.auth.");
+    // The dispatcher connects to the host as written; a percent-encoded one would be checked here
+    // as one host ("1.%31.256" as 1.1.1.0) and resolved there as another name.
+    if (parsed->host_type() == boost::urls::host_type::name &&
+        std::string_view(parsed->encoded_host()).find('%') != std::string_view::npos)
+        throw ValidationError(std::string(field), std::string(field) + " may not percent-encode its host.");
     if (parsed->host_type() == boost::urls::host_type::ipvfuture)
         throw ValidationError(std::string(field), std::string(field) + " has an unsupported IP literal.");
     validate_url_host(parsed->host_type() == boost::urls::host_type::ipv6 ? parsed->host_address()

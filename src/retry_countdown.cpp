@@ -126,8 +126,7 @@ private:
 class Random final : public CountdownPolicy {
 public:
     Random(double min_value, double max_value)
-        : min_(static_cast<std::int64_t>(std::ceil(min_value))),
-          max_(static_cast<std::int64_t>(std::floor(max_value))) {}
+        : min_(whole(std::ceil(min_value))), max_(whole(std::floor(max_value))) {}
     milliseconds delay(unsigned) const override
     {
         std::uniform_int_distribution<std::int64_t> pick(min_, max_);
@@ -135,6 +134,10 @@ public:
     }
 
 private:
+    /// `d` as an integer; bounds beyond 2^53 seconds (far beyond any delay) are cut to it, where
+    /// converting them would overflow.
+    static std::int64_t whole(double d) { return static_cast<std::int64_t>(std::min(d, 0x1p53)); }
+
     std::int64_t min_, max_;
 };
 

@@ -7,6 +7,7 @@
 #include <whisperer/hook.hpp>
 
 #include <string>
+#include <string_view>
 
 using namespace whisperer;
 namespace ip = boost::asio::ip;
@@ -55,6 +56,22 @@ TEST_CASE("CIDR text is parsed, masked and checked", "[address_policy]")
         INFO(bad);
         CHECK_THROWS_AS(Cidr::parse(bad), ValidationError);
     }
+}
+
+TEST_CASE("an IPv4-mapped network is the IPv4 network it carries", "[address_policy]")
+{
+    // Found by fuzzing: a mapped address with an IPv6 prefix length was refused as too long.
+    CHECK(Cidr::parse("::ffff:10.0.0.0/104").to_string() == "10.0.0.0/8");
+    CHECK(Cidr::parse("::ffff:10.1.2.3").to_string() == "10.1.2.3/32");
+    CHECK(Cidr(ip::make_address("::ffff:127.0.0.1"), 128).contains(ip::make_address("127.0.0.1")));
+    CHECK(Cidr::parse("::ffff:10.0.0.0/104").contains(ip::make_address("::ffff:10.9.9.9")));
+    CHECK_FALSE(Cidr::parse("::ffff:10.0.0.0/104").contains(ip::make_address("11.0.0.1")));
+    // Shorter networks hold more than mapped addresses and stay IPv6, containing mapped ones.
+    CHECK(Cidr::parse("::ffff:0.0.0.0/95").to_string() == "::fffe:0:0/95");
+    CHECK(Cidr::parse("::/0").contains(ip::make_address("8.8.8.8")));
+    CHECK(Cidr::parse("::/0").contains(ip::make_address("::ffff:8.8.8.8")));
+    CHECK_FALSE(Cidr::parse("fd00::/8").contains(ip::make_address("::ffff:8.8.8.8")));
+    CHECK_THROWS_AS(Cidr::parse("::ffff:10.0.0.0/129"), ValidationError);
 }
 
 namespace {
@@ -190,6 +207,16 @@ TEST_CASE("the URL host parser reads decimal, octal, hex and short IPv4 forms", 
     for (const char* name : {"example.com", "localhost", "1.2.3.example", "0x7f.example", "a1", "xn--e1afmkfd"}) {
         INFO(name);
         CHECK(parse_url_host(name).kind == UrlHost::Kind::name);
+    }
+}
+
+TEST_CASE("an IPv6 host with a NUL byte is no address", "[address_policy]")
+{
+    // Found by fuzzing: the address was read up to the NUL byte only.
+    using namespace std::string_view_literals;
+    for (std::string_view host : {"::1\0junk"sv, "[::1\0]"sv, "::ffff:8.8.8.8\0"sv}) {
+        INFO(host.substr(0, host.find('\0')));
+        CHECK(parse_url_host(host).kind == UrlHost::Kind::invalid);
     }
 }
 

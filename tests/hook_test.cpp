@@ -138,6 +138,20 @@ TEST_CASE("validate_hook rejects target URLs that carry credentials", "[hook]")
     }
 }
 
+TEST_CASE("validate_hook rejects target URLs with a percent-encoded host", "[hook]")
+{
+    // Found by fuzzing: validation read "1.%31.256" decoded, as the address 1.1.1.0, while the
+    // dispatcher resolves hosts as written.
+    for (const char* url : {"http://1.%31.256/", "https://ex%61mple.com/", "http://%31%32%37.0.0.1/"}) {
+        INFO(url);
+        auto rejection = rejection_of([&] { validate_hook(with_url(url)); });
+        REQUIRE(rejection);
+        CHECK(rejection->field == "target_url");
+        CHECK(contains(rejection->message, "percent-encode"));
+    }
+    CHECK(rejected_field(with_url("https://example.com/a%20b?q=%31")) == "<accepted>");
+}
+
 TEST_CASE("validate_hook enforces the maximum URL length", "[hook]")
 {
     const std::string prefix = "https://example.com/";

@@ -360,6 +360,23 @@ TEST_CASE("the address filter blocks a refused address before connecting", "[htt
     CHECK(receiver.count() == 0);
 }
 
+TEST_CASE("a URL with an empty port goes to the scheme's default port", "[http_client]")
+{
+    // Found by fuzzing: hook validation accepts "http://host:/" (RFC 3986 allows the empty port)
+    // and the client refused it as an invalid URL. Blocking every address shows that the request
+    // got as far as the address check, without needing a receiver on port 80.
+    IoThreads io;
+    HttpClientOptions options;
+    options.address_filter = [](const boost::asio::ip::address&) { return false; };
+    HttpClient client(io.executor(), options);
+
+    for (const char* url : {"http://127.0.0.1:/hook", "https://127.0.0.1:/hook"}) {
+        const HttpResult result = send(client, post(url));
+        CHECK(result.failure == FailureClass::blocked);
+        CHECK_THAT(result.error, Catch::Matchers::Contains("127.0.0.1"));
+    }
+}
+
 TEST_CASE("HTTPS works with a certificate from a trusted CA and reuses the connection", "[http_client]")
 {
     whisperer::test::TempDir dir;

@@ -147,6 +147,19 @@ TEST_CASE("a random countdown with fractional bounds picks the whole numbers bet
         REQUIRE(countdown.delay(1) == 1s);
 }
 
+TEST_CASE("a random countdown with bounds beyond any delay waits the longest delay", "[countdown]")
+{
+    // Found by fuzzing: bounds beyond 2^63 seconds overflowed their conversion to integers.
+    const RetryCountdown huge = parse(R"({"choice": "random", "kwargs": {"min_value": 20, "max_value": 2e304}})");
+    const RetryCountdown both = parse(R"({"choice": "random", "kwargs": {"min_value": 1e300, "max_value": 1e301}})");
+    for (int i = 0; i < 20; ++i) {
+        const milliseconds d = huge.delay(1);
+        REQUIRE(d >= 20s);
+        REQUIRE(d <= std::chrono::hours(30 * 24));
+        REQUIRE(both.delay(1) == std::chrono::hours(30 * 24));
+    }
+}
+
 TEST_CASE("a schedule countdown follows its delays and repeats the last", "[countdown]")
 {
     RetryCountdown countdown = RetryCountdown::schedule({5, 300, 1800, 7200});

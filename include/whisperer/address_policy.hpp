@@ -17,7 +17,8 @@ using AddressFilter = std::function<bool(const boost::asio::ip::address&)>;
 class Cidr {
 public:
     /// `network` is masked to `prefix_length` bits; throws `ValidationError` (field "cidr") when
-    /// the length exceeds the address's width.
+    /// the length exceeds the address's width. An IPv4-mapped network of length 96 or more is
+    /// the IPv4 network it carries (`::ffff:10.0.0.0/104` is `10.0.0.0/8`).
     Cidr(const boost::asio::ip::address& network, unsigned prefix_length);
 
     /// Parses `ADDRESS/LENGTH`, or a bare address (a single host). Throws `ValidationError`
@@ -25,7 +26,7 @@ public:
     static Cidr parse(std::string_view text);
 
     /// True when `address` lies in this network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`)
-    /// is treated as the IPv4 address it carries.
+    /// and the IPv4 address it carries are the same address.
     bool contains(const boost::asio::ip::address& address) const noexcept;
 
     /// The canonical `ADDRESS/LENGTH` text.

@@ -40,8 +40,10 @@ struct HttpTarget {
             return std::nullopt;
         t.host.assign(host);
         const unsigned short default_port = t.tls ? 443 : 80;
-        t.port = u.has_port() ? u.port_number() : default_port;
-        if (u.has_port() && t.port == 0)
+        // An empty port ("http://host:/") is the scheme's default (RFC 3986 3.2.3).
+        const bool has_port = u.has_port() && !u.port().empty();
+        t.port = has_port ? u.port_number() : default_port;
+        if (has_port && t.port == 0)
             return std::nullopt;
         std::string_view target = u.encoded_target();
         t.target = target.empty() ? std::string("/") : std::string(target);

@@ -52,6 +52,21 @@ bool expect(std::string_view s, std::size_t& pos, char c)
     return true;
 }
 
+/// `day` plus `time` (the time of day less the offset), or the first or last instant that
+/// TimePoint holds when that lies beyond it. TimePoint counts 64-bit nanoseconds with libstdc++,
+/// about the years 1678 to 2261: farther dates ("9999-12-31" as an open bound) filter as meant
+/// instead of overflowing. Two days of margin take in the time of day and the offset.
+TimePoint clamped_time(sys_days day, microseconds time)
+{
+    constexpr sys_days first = ceil<days>(TimePoint::min()) + days{2};
+    constexpr sys_days last = floor<days>(TimePoint::max()) - days{2};
+    if (day < first)
+        return TimePoint::min();
+    if (day > last)
+        return TimePoint::max();
+    return TimePoint{day} + duration_cast<TimePoint::duration>(time);
+}
+
 ValidationError wrong_type(std::string_view field, std::string_view what)
 {
     return ValidationError(std::string(field), std::string(field) + " must be " + std::string(what) + ".");
@@ -109,16 +124,16 @@ std::optional<TimePoint> parse_time(std::string_view s)
     year_month_day date{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
     if (!date.ok())
         return std::nullopt;
-    TimePoint t = sys_days{date};
+    const sys_days day{date};
     if (pos == s.size())
-        return t;
+        return clamped_time(day, {});
     if (s[pos] != 'T' && s[pos] != 't' && s[pos] != ' ')
         return std::nullopt;
     ++pos;
     if (!read_digits(s, pos, 2, h) || !expect(s, pos, ':') || !read_digits(s, pos, 2, mi) || !expect(s, pos, ':') ||
         !read_digits(s, pos, 2, sec) || h > 23 || mi > 59 || sec > 60)
         return std::nullopt;
-    t += hours{h} + minutes{mi} + seconds{sec};
+    microseconds time = hours{h} + minutes{mi} + seconds{sec};
     if (pos < s.size() && s[pos] == '.') {
         ++pos;
         long long fraction = 0;
@@ -131,12 +146,12 @@ std::optional<TimePoint> parse_time(std::string_view s)
             }
         if (digits == 0)
             return std::nullopt;
-        t += duration_cast<TimePoint::duration>(microseconds{fraction});
+        time += microseconds{fraction};
     }
     if (pos == s.size())
-        return t;
+        return clamped_time(day, time);
     if ((s[pos] == 'Z' || s[pos] == 'z') && pos + 1 == s.size())
-        return t;
+        return clamped_time(day, time);
     if (s[pos] != '+' && s[pos] != '-')
         return std::nullopt;
     int sign = s[pos] == '+' ? 1 : -1;
@@ -145,7 +160,7 @@ std::optional<TimePoint> parse_time(std::string_view s)
     if (!read_digits(s, pos, 2, oh) || !expect(s, pos, ':') || !read_digits(s, pos, 2, om) || pos != s.size() ||
         oh > 23 || om > 59)
         return std::nullopt;
-    return t - sign * (hours{oh} + minutes{om});
+    return clamped_time(day, time - sign * (hours{oh} + minutes{om}));
 }
 
 json::object hook_json(const Hook& hook)

@@ -19,7 +19,8 @@ namespace whisperer::http::detail {
 std::string format_time(TimePoint t);
 
 /// Parses `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SS[.frac][Z|+HH:MM|-HH:MM]`
-/// (no offset means UTC); nullopt when malformed.
+/// (no offset means UTC); nullopt when malformed. A date beyond the range of `TimePoint` (about
+/// the years 1678 to 2261 with libstdc++) reads as its first or last instant.
 std::optional<TimePoint> parse_time(std::string_view text);
 
 /// A hook as every read shows it: the secret and the retired secrets (with their expiry)
