@@ -127,7 +127,7 @@ TEST_CASE("customize_payload leaves the envelope unchanged by default", "[event]
 {
     PackageCreateEvent event;
     const EventBase& erased = event;
-    json::object envelope = make_envelope("package-created", "da81e85139824c6187dd1e58a7d3f971",
+    json::object envelope = make_envelope(PackageCreateEvent::event_type, "da81e85139824c6187dd1e58a7d3f971",
                                           erased.serialize_erased(&package));
     const json::object before = envelope;
     erased.customize_payload(envelope);
