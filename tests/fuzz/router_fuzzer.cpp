@@ -91,6 +91,11 @@ public:
     {
         return store_->active_hooks(event_type, filter);
     }
+    std::vector<std::int64_t> subscriber_ids(const std::string& event_type, const json::object& filter = {}) override
+    {
+        return store_->subscriber_ids(event_type, filter);
+    }
+    // journal_prefix() stays empty: no journal, so that events are in the store when a call returns.
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
     {
         return store_->enqueue_events(events);
