@@ -82,6 +82,10 @@ public:
     Hook create_hook(const Hook& hook) override { return store_->create_hook(hook); }
     std::optional<Hook> find_hook(std::int64_t id) override { return store_->find_hook(id); }
     Hook update_hook(const Hook& hook) override { return store_->update_hook(hook); }
+    Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) override
+    {
+        return store_->rotate_secret(id, rotation);
+    }
     bool deactivate_hook(std::int64_t id, const std::string& reason = {}) override
     {
         return store_->deactivate_hook(id, reason);
