@@ -21,6 +21,7 @@
 #include <atomic>
 #include <future>
 #include <map>
+#include <mutex>
 #include <unordered_map>
 
 namespace whisperer {
@@ -86,6 +87,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           renew_timer(strand),
           retention_timer(strand),
           batch_timer(strand),
+          record_timer(strand),
           stop_timer(strand)
     {
         if (options.journal && !journal_prefix.empty())
@@ -111,6 +113,14 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::unique_ptr<detail::EventJournal> journal;   // Null when events commit before returning.
     std::atomic<bool> journal_closed{false};         // stop() gave up waiting: leave the rest to replay.
     std::atomic<std::int64_t> journal_warned_at{0};  // Seconds; store failures are logged once a second.
+    struct Completion {
+        std::shared_ptr<const ClaimedDelivery> delivery;
+        Attempt attempt;
+        HttpResult result;
+    };
+    std::mutex completions_mutex;
+    std::vector<Completion> completions; // Finished attempts on their way to the strand.
+    bool completions_posted = false;     // Guarded by completions_mutex.
     struct {
         std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0};
     } count;
@@ -134,6 +144,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     asio::steady_timer retention_timer;
     asio::steady_timer batch_timer;
     bool batch_armed = false;
+    asio::steady_timer record_timer;
+    bool record_armed = false;
     asio::steady_timer stop_timer;
     std::shared_ptr<std::promise<void>> stopped;
 
@@ -322,6 +334,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     {
         AttemptRecord record;
         record.delivery_id = delivery.delivery_id;
+        record.hook_id = delivery.hook.id;
         record.worker = worker;
         TimePoint now = Clock::now();
         if (attempt.succeeded()) {
@@ -519,8 +532,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             return;
         }
         outbox_unseen = claimed.size() == request.limit;
-        for (ClaimedDelivery& delivery : claimed)
-            start(std::make_shared<const ClaimedDelivery>(std::move(delivery)));
+        start(std::move(claimed));
         if (claimed.size() == request.limit) {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
             return;
@@ -555,18 +567,51 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         });
     }
 
-    void start(std::shared_ptr<const ClaimedDelivery> delivery)
+    /// Counts `claimed` as in flight and sends them off the strand: signing and writing the
+    /// requests runs on the executor's other threads while the strand claims and records.
+    void start(std::vector<ClaimedDelivery> claimed)
     {
-        in_flight.emplace(delivery->delivery_id, delivery->hook.id);
-        ++per_hook[delivery->hook.id];
-        count.in_flight++;
-        send(delivery, client, AttemptTrigger::scheduled,
-             [self = shared_from_this(), delivery](Attempt attempt, HttpResult result) {
-                 asio::post(self->strand, [self, delivery, attempt = std::move(attempt),
-                                           result = std::move(result)]() mutable {
-                     self->finished(delivery, std::move(attempt), result);
-                 });
-             });
+        if (claimed.empty())
+            return;
+        std::vector<std::shared_ptr<const ClaimedDelivery>> batch;
+        batch.reserve(claimed.size());
+        for (ClaimedDelivery& delivery : claimed) {
+            in_flight.emplace(delivery.delivery_id, delivery.hook.id);
+            ++per_hook[delivery.hook.id];
+            batch.push_back(std::make_shared<const ClaimedDelivery>(std::move(delivery)));
+        }
+        count.in_flight += batch.size();
+        asio::post(executor, [self = shared_from_this(), batch = std::move(batch)] {
+            for (const auto& delivery : batch)
+                self->send(delivery, self->client, AttemptTrigger::scheduled,
+                           [self, delivery](Attempt attempt, HttpResult result) {
+                               self->completed(delivery, std::move(attempt), std::move(result));
+                           });
+        });
+    }
+
+    /// Hands a finished attempt to the strand. Attempts that finish while the strand is busy
+    /// reach it together, in one hand-off.
+    void completed(std::shared_ptr<const ClaimedDelivery> delivery, Attempt attempt, HttpResult result)
+    {
+        bool post = false;
+        {
+            std::lock_guard lock{completions_mutex};
+            completions.push_back({std::move(delivery), std::move(attempt), std::move(result)});
+            post = !std::exchange(completions_posted, true);
+        }
+        if (!post)
+            return;
+        asio::post(strand, [self = shared_from_this()] {
+            std::vector<Completion> done;
+            {
+                std::lock_guard lock{self->completions_mutex};
+                done.swap(self->completions);
+                self->completions_posted = false;
+            }
+            for (Completion& c : done)
+                self->finished(c.delivery, std::move(c.attempt), c.result);
+        });
     }
 
     void finished(const std::shared_ptr<const ClaimedDelivery>& delivery, Attempt attempt, const HttpResult& result)
@@ -592,14 +637,33 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         post_flush();
     }
 
+    /// Has the finished attempts recorded soon. Outcomes that arrive within `record_window` of
+    /// each other share a transaction: a commit writes every page it changed, so a few large
+    /// ones cost far less than many small ones. Nothing in flight, a full batch or a stop
+    /// records at once.
     void post_flush()
     {
-        if (flush_posted)
+        const bool now = in_flight.empty() || stopping || pending_records.size() >= options.record_batch ||
+                         options.record_window.count() == 0;
+        if (now) {
+            if (flush_posted)
+                return;
+            flush_posted = true;
+            record_timer.cancel();
+            asio::post(strand, [self = shared_from_this()] {
+                self->flush_posted = false;
+                self->flush();
+            });
             return;
-        flush_posted = true;
-        asio::post(strand, [self = shared_from_this()] {
-            self->flush_posted = false;
-            self->flush();
+        }
+        if (record_armed || flush_posted)
+            return;
+        record_armed = true;
+        record_timer.expires_after(options.record_window);
+        record_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            self->record_armed = false;
+            if (!ec && !self->flush_posted)
+                self->flush();
         });
     }
 
@@ -732,6 +796,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         renew_timer.cancel();
         retention_timer.cancel();
         batch_timer.cancel();
+        record_timer.cancel();
         wake_timer.cancel();
         std::exchange(stopped, nullptr)->set_value();
     }

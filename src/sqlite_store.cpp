@@ -112,8 +112,10 @@ struct SqliteStore::Impl {
         const std::string& event_type, std::map<std::string, std::vector<Subscriber>, std::less<>>& cache);
     EnqueuedEvent enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers);
     void record(const AttemptRecord& record, TimePoint now);
-    void update_delivery(const AttemptRecord& record, DeliveryState state,
+    /// False when the delivery is gone (removed by retention).
+    bool update_delivery(const AttemptRecord& record, DeliveryState state,
                          std::optional<TimePoint> next_attempt_at, TimePoint now);
+    void insert_attempt(const AttemptRecord& record);
     void remove_from_outbox(std::int64_t delivery_id);
     bool requeue(std::int64_t delivery_id, TimePoint due, TimePoint now);
     /// Moves the health of the delivery's hook by one attempt: a success ends its run of failures.
@@ -140,7 +142,9 @@ namespace {
 SQLite::Database open_database(const std::string& path, const SqliteOptions& options)
 {
     try {
-        return SQLite::Database(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+        // The store's mutex serialises every use of the connection, so SQLite's own locking of
+        // each call (bind, step, column) is only overhead: a lock pair per call.
+        return SQLite::Database(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
                                 static_cast<int>(options.busy_timeout.count()));
     } catch (const SQLite::Exception& e) {
         throw StoreError("SQLite store: cannot open '" + path + "': " + e.what());
@@ -171,6 +175,7 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
         // Backed by a file (the default), each one sets up and frees a pager: ~50 us a claim,
         // several times the query itself. Every temporary table here is small.
         db_.exec("PRAGMA temp_store = MEMORY");
+        db_.exec("PRAGMA cache_size = -65536");
         if (!in_memory())
             subscribers_ = std::make_unique<SqliteSubscribers>(path_);
     } catch (const SQLite::Exception& e) {
@@ -924,7 +929,7 @@ void SqliteStore::release_leases(const std::string& worker, std::span<const std:
     });
 }
 
-void SqliteStore::Impl::update_delivery(const AttemptRecord& record, DeliveryState state,
+bool SqliteStore::Impl::update_delivery(const AttemptRecord& record, DeliveryState state,
                                         std::optional<TimePoint> next_attempt_at, TimePoint now)
 {
     const Attempt& attempt = record.attempt;
@@ -945,7 +950,7 @@ void SqliteStore::Impl::update_delivery(const AttemptRecord& record, DeliverySta
         update->bind(":next", to_micros(*next_attempt_at));
     update->bind(":now", to_micros(now));
     update->bind(":id", record.delivery_id);
-    update->exec();
+    return update->exec() > 0;
 }
 
 void SqliteStore::Impl::remove_from_outbox(std::int64_t delivery_id)
@@ -957,6 +962,17 @@ void SqliteStore::Impl::remove_from_outbox(std::int64_t delivery_id)
 
 void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
 {
+    if (record.verdict == AttemptVerdict::delivered) {
+        // A success counts even when the lease was lost meanwhile: the receiver has the event.
+        // A delivery removed by retention has nowhere to keep the attempt; failing the whole
+        // batch for it would lose the others' outcomes.
+        if (!update_delivery(record, DeliveryState::delivered, std::nullopt, now))
+            return;
+        insert_attempt(record);
+        record_health(record);
+        remove_from_outbox(record.delivery_id);
+        return;
+    }
     // The verdict applies when this worker holds the lease, or when nobody does (an attempt made
     // outside the workers: a synchronous delivery or a manual retry).
     bool verdict_applies = false;
@@ -964,15 +980,32 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
         auto lookup = statement("SELECT o.delivery_id IS NOT NULL, o.lease_owner FROM deliveries d "
                                 "LEFT JOIN outbox o ON o.delivery_id = d.id WHERE d.id = :id");
         lookup->bind(":id", record.delivery_id);
-        // A delivery removed by retention has nowhere to keep the attempt; failing the whole
-        // batch for it would lose the others' outcomes.
         if (!lookup->executeStep())
             return;
         const bool queued = lookup->getColumn(0).getInt() != 0;
         verdict_applies =
             queued && (lookup->isColumnNull(1) || lookup->getColumn(1).getString() == record.worker);
     }
+    insert_attempt(record);
+    record_health(record);
+    if (!verdict_applies)
+        return;
+    if (record.verdict == AttemptVerdict::retry) {
+        const TimePoint due = record.next_attempt_at.value_or(now);
+        update_delivery(record, DeliveryState::pending, due, now);
+        auto reschedule = statement("UPDATE outbox SET due_at = :due, lease_owner = NULL, "
+                                    "lease_expires = NULL WHERE delivery_id = :id");
+        reschedule->bind(":due", to_micros(due));
+        reschedule->bind(":id", record.delivery_id);
+        reschedule->exec();
+        return;
+    }
+    update_delivery(record, DeliveryState::failed, std::nullopt, now);
+    remove_from_outbox(record.delivery_id);
+}
 
+void SqliteStore::Impl::insert_attempt(const AttemptRecord& record)
+{
     const Attempt& attempt = record.attempt;
     auto insert = statement(
         "INSERT INTO attempts (delivery_id, number, started_at, duration_us, response_status, "
@@ -985,50 +1018,29 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
     insert->bind(":status", attempt.response_status);
     insert->bind(":body", std::string(capped(attempt.response_body, options_.response_body_limit)));
     insert->bind(":failure", std::string(to_string(attempt.failure)));
-    insert->bind(":error", attempt.error);
+    insert->bindNoCopy(":error", attempt.error);
     insert->bind(":trigger", std::string(to_string(attempt.trigger)));
     insert->exec();
-    record_health(record);
-
-    switch (record.verdict) {
-    case AttemptVerdict::delivered:
-        // A success counts even when the lease was lost meanwhile: the receiver has the event.
-        update_delivery(record, DeliveryState::delivered, std::nullopt, now);
-        remove_from_outbox(record.delivery_id);
-        break;
-    case AttemptVerdict::retry: {
-        if (!verdict_applies)
-            break;
-        const TimePoint due = record.next_attempt_at.value_or(now);
-        update_delivery(record, DeliveryState::pending, due, now);
-        auto reschedule = statement("UPDATE outbox SET due_at = :due, lease_owner = NULL, "
-                                    "lease_expires = NULL WHERE delivery_id = :id");
-        reschedule->bind(":due", to_micros(due));
-        reschedule->bind(":id", record.delivery_id);
-        reschedule->exec();
-        break;
-    }
-    case AttemptVerdict::failed:
-        if (!verdict_applies)
-            break;
-        update_delivery(record, DeliveryState::failed, std::nullopt, now);
-        remove_from_outbox(record.delivery_id);
-        break;
-    }
 }
 
 void SqliteStore::Impl::record_health(const AttemptRecord& record)
 {
-    auto update = statement(
+    // A success of a healthy hook changes nothing: leave its row (and its page) unwritten.
+    static constexpr std::string_view set_health =
         "UPDATE hooks SET "
         "failing_since = CASE WHEN :failed THEN COALESCE(failing_since, :started_at) ELSE NULL END, "
         "failed_attempts = CASE WHEN :failed THEN failed_attempts + 1 ELSE 0 END "
-        "WHERE id = (SELECT hook_id FROM deliveries WHERE id = :id) "
-        // A success of a healthy hook changes nothing: leave its row (and its page) unwritten.
-        "AND (:failed OR failing_since IS NOT NULL OR failed_attempts <> 0)");
+        "WHERE (:failed OR failing_since IS NOT NULL OR failed_attempts <> 0) AND id = ";
+    static const std::string by_hook = std::string(set_health) + ":hook_id";
+    static const std::string by_delivery =
+        std::string(set_health) + "(SELECT hook_id FROM deliveries WHERE id = :id)";
+    auto update = statement(record.hook_id != 0 ? by_hook : by_delivery);
     update->bind(":failed", record.attempt.succeeded() ? 0 : 1);
     update->bind(":started_at", to_micros(record.attempt.started_at));
-    update->bind(":id", record.delivery_id);
+    if (record.hook_id != 0)
+        update->bind(":hook_id", record.hook_id);
+    else
+        update->bind(":id", record.delivery_id);
     update->exec();
 }
 

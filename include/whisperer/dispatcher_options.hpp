@@ -35,7 +35,7 @@ struct DispatcherOptions {
     /// Response bodies are stored up to this many bytes.
     std::size_t response_body_limit = 20 * 1024;
     /// Requests in flight at once, over all receivers.
-    std::size_t max_in_flight = 256;
+    std::size_t max_in_flight = 1024;
     /// Connections at once to one origin (scheme, host, port): a slow receiver holds at most these.
     std::size_t max_connections_per_origin = 8;
     /// Attempts in all before a delivery ends as failed (the original makes 18).
@@ -48,6 +48,11 @@ struct DispatcherOptions {
     /// While requests are in flight, new events wait this long to be claimed together with the
     /// ones that follow them; an idle dispatcher claims a new event at once.
     std::chrono::microseconds batch_window{1000};
+    /// Finished attempts are recorded together: up to this many in one transaction...
+    std::size_t record_batch = 128;
+    /// ...or whatever finished within this long of the first, while requests are in flight.
+    /// Zero records every completion at once.
+    std::chrono::microseconds record_window{2000};
     /// While idle, the outbox is looked at again after this long even without a wake-up (rows
     /// added by other processes sharing the store).
     std::chrono::milliseconds idle_poll{5000};

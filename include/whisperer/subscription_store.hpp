@@ -133,6 +133,7 @@ enum class AttemptVerdict {
 /// One attempt's outcome as a worker reports it.
 struct AttemptRecord {
     std::int64_t delivery_id = 0;
+    std::int64_t hook_id = 0;               ///< The delivery's hook; 0 lets the store look it up.
     std::string worker;                     ///< Must still hold the lease for retry/failed to apply.
     Attempt attempt;
     AttemptVerdict verdict = AttemptVerdict::failed;
