@@ -118,7 +118,7 @@ public:
     {
         auto c = dispatcher_->counters();
         return {{"queued", c.queued},   {"delivered", c.delivered}, {"retried", c.retried},
-                {"failed", c.failed},   {"store", timed_.stats()}};
+                {"failed", c.failed},   {"handed_off", c.handed_off}, {"store", timed_.stats()}};
     }
 
 private:

@@ -1,6 +1,7 @@
 #include <whisperer/dispatcher.hpp>
 
 #include "detail/delivery_request.hpp"
+#include "detail/delivery_slots.hpp"
 #include "detail/event_journal.hpp"
 #include "detail/group_commit.hpp"
 #include "detail/json_depth.hpp"
@@ -63,6 +64,14 @@ std::string random_worker_id()
     return "worker-" + new_event_uuid().substr(0, 16);
 }
 
+/// Deliveries of one hook in flight at most: a quarter of the slots (at least two per
+/// connection), so that a few hooks whose receivers stall leave most slots to the rest while one
+/// busy hook still gets batches deep enough to keep its connections full.
+std::size_t hook_quota_of(const DispatcherOptions& o)
+{
+    return std::max(o.max_connections_per_origin * 2, o.max_in_flight / 4);
+}
+
 std::int64_t unix_seconds(TimePoint t)
 {
     return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -80,6 +89,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           store(st),
           options(std::move(opts)),
           client(ex, client_options(options)),
+          slots(options.max_in_flight, hook_quota_of(options)),
           commits(st, [this](std::function<void()> job) { asio::post(executor, std::move(job)); }),
           worker(random_worker_id()),
           journal_prefix(st.journal_prefix()),
@@ -102,6 +112,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     DispatcherOptions options;
     CountdownRegistry builtin_countdowns;
     HttpClient client;
+    detail::DeliverySlots slots;
     detail::TargetAuth auth;
     detail::GroupCommit commits;
     const std::string worker;
@@ -122,7 +133,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::vector<Completion> completions; // Finished attempts on their way to the strand.
     bool completions_posted = false;     // Guarded by completions_mutex.
     struct {
-        std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0};
+        std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0}, handed_off{0};
     } count;
 
     // --- on the strand only ---------------------------------------------------------------------
@@ -130,8 +141,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     bool stopping = false;
     bool shutting_down = false; // The stop deadline passed: requests in flight are being cut.
     std::unordered_map<std::int64_t, std::int64_t> in_flight; // delivery id -> hook id
-    std::unordered_map<std::int64_t, std::size_t> per_hook;   // hook id -> deliveries in flight
     std::vector<AttemptRecord> pending_records;
+    std::size_t pending_held = 0; // Of pending_records, those of deliveries holding a slot.
     std::set<std::int64_t> failing_hooks; // Hooks with a failed attempt among pending_records.
     bool flush_posted = false;
     std::chrono::milliseconds store_backoff{0};
@@ -227,7 +238,22 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         DeliverResult result;
         result.event_uuid = event.uuid;
         result.hook_count = event.hook_ids->size();
-        detail::EventJournal::Ticket ticket = journal->append(event);
+        // Deliveries that fit in this dispatcher's slots are written leased to it and sent as
+        // soon as they are stored, without a claim.
+        if (running_for_callers && !event.hook_ids->empty()) {
+            event.handoff_hook_ids = slots.reserve(*event.hook_ids);
+            if (!event.handoff_hook_ids.empty()) {
+                event.handoff_worker = worker;
+                event.handoff_lease_until = event.created + options.lease;
+            }
+        }
+        detail::EventJournal::Ticket ticket;
+        try {
+            ticket = journal->append(event);
+        } catch (...) {
+            slots.unreserve(event.handoff_hook_ids);
+            throw;
+        }
         count.queued += result.hook_count;
         store_accepted(std::move(event), std::move(ticket));
         return result;
@@ -241,10 +267,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                                                    NewEvent event) mutable {
             if (!error) {
                 self->journal->settle(ticket);
-                if (!written.delivery_ids.empty())
+                const bool all_handed_off = written.handed_off.size() == written.delivery_ids.size();
+                self->take_handoff(event.handoff_hook_ids, std::move(written.handed_off));
+                if (!written.delivery_ids.empty() && !all_handed_off)
                     self->wake();
                 return;
             }
+            self->slots.unreserve(std::exchange(event.handoff_hook_ids, {}));
             if (self->journal_closed)
                 return; // Stopped: the journal file keeps the event for the next start.
             self->warn_store_failure(error, event.uuid);
@@ -255,6 +284,42 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                                   boost::system::error_code) mutable {
                 self->store_accepted(std::move(event), std::move(ticket));
             });
+        });
+    }
+
+    /// Starts the deliveries the store wrote leased to this dispatcher, and gives back the slots
+    /// reserved for hooks it did not hand off (no longer active, or a duplicate event).
+    void take_handoff(const std::vector<std::int64_t>& reserved, std::vector<ClaimedDelivery> handed_off)
+    {
+        if (reserved.empty())
+            return;
+        std::vector<std::int64_t> unused = reserved;
+        for (const ClaimedDelivery& d : handed_off)
+            if (auto it = std::find(unused.begin(), unused.end(), d.hook.id); it != unused.end())
+                unused.erase(it);
+        slots.unreserve(unused);
+        if (handed_off.empty())
+            return;
+        asio::post(strand, [self = shared_from_this(), handed_off = std::move(handed_off)]() mutable {
+            if (!self->running || self->stopping) {
+                // Stopped meanwhile: the leases go back, so another dispatcher need not wait them out.
+                std::vector<std::int64_t> ids;
+                std::vector<std::int64_t> hooks;
+                for (const ClaimedDelivery& d : handed_off) {
+                    ids.push_back(d.delivery_id);
+                    hooks.push_back(d.hook.id);
+                }
+                self->slots.unreserve(hooks);
+                try {
+                    self->store.release_leases(self->worker, ids);
+                } catch (const std::exception& e) {
+                    self->log(LogLevel::warning, std::string("could not release leases: ") + e.what());
+                }
+                return;
+            }
+            self->slots.started_reserved(handed_off.size());
+            self->count.handed_off += handed_off.size();
+            self->start(std::move(handed_off));
         });
     }
 
@@ -447,6 +512,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     void recorded()
     {
         pending_records.clear();
+        slots.freed(std::exchange(pending_held, 0));
         check_health(std::exchange(failing_hooks, {}));
     }
 
@@ -487,7 +553,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             return;
         // Finished attempts whose outcome is not yet recorded still count: a crash now would
         // send them again, so they bound the duplicates a crash can cause.
-        std::size_t busy = in_flight.size() + pending_records.size();
+        // Slots reserved for deliveries being handed off count too.
+        const std::size_t busy = slots.used();
         if (busy >= options.max_in_flight)
             return; // Completions pump again.
         // While busy, wait until a worthwhile batch fits: many tiny claims cost more than they bring.
@@ -503,8 +570,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         // read through, and whatever is claimed can start.
         const std::size_t quota = hook_quota();
         request.per_hook_limit = quota;
-        request.hook_limits.reserve(per_hook.size());
-        for (const auto& [hook, n] : per_hook) {
+        for (const auto& [hook, n] : slots.per_hook()) {
             const std::size_t left = n < quota ? quota - n : 0;
             // A hook this close to its quota waits for its completions, which pump again, rather
             // than taking its rows a few at a time.
@@ -518,6 +584,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                                           [](const HookClaimLimit& h) { return h.limit == 0; });
         if (all_held && !outbox_unseen)
             return;
+        request.limit = slots.reserve_claim(request.limit);
+        if (request.limit == 0)
+            return;
         std::vector<ClaimedDelivery> claimed;
         std::optional<TimePoint> next;
         try {
@@ -528,12 +597,19 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                 next = store.next_due();
             store_pause = 0ms;
         } catch (const std::exception& e) {
+            slots.claimed(request.limit, {});
             store_failed(e);
             return;
         }
-        outbox_unseen = claimed.size() == request.limit;
+        std::vector<std::int64_t> claimed_hooks;
+        claimed_hooks.reserve(claimed.size());
+        for (const ClaimedDelivery& d : claimed)
+            claimed_hooks.push_back(d.hook.id);
+        slots.claimed(request.limit, claimed_hooks);
+        const bool full = claimed.size() == request.limit;
+        outbox_unseen = full;
         start(std::move(claimed));
-        if (claimed.size() == request.limit) {
+        if (full) {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
             return;
         }
@@ -542,13 +618,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         sleep_until(next);
     }
 
-    /// Deliveries of one hook in flight at most: a quarter of the slots (at least two per
-    /// connection), so that a few hooks whose receivers stall leave most slots to the rest while
-    /// one busy hook still gets batches deep enough to keep its connections full.
-    std::size_t hook_quota() const
-    {
-        return std::max(options.max_connections_per_origin * 2, options.max_in_flight / 4);
-    }
+    std::size_t hook_quota() const { return slots.hook_quota(); }
 
     /// Arms the wake-up timer for the next due row (or the idle poll, whichever comes first).
     void sleep_until(std::optional<TimePoint> next)
@@ -568,7 +638,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     }
 
     /// Counts `claimed` as in flight and sends them off the strand: signing and writing the
-    /// requests runs on the executor's other threads while the strand claims and records.
+    /// requests runs on the executor's other threads while the strand claims and records. Their
+    /// slots are already held.
     void start(std::vector<ClaimedDelivery> claimed)
     {
         if (claimed.empty())
@@ -577,7 +648,6 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         batch.reserve(claimed.size());
         for (ClaimedDelivery& delivery : claimed) {
             in_flight.emplace(delivery.delivery_id, delivery.hook.id);
-            ++per_hook[delivery.hook.id];
             batch.push_back(std::make_shared<const ClaimedDelivery>(std::move(delivery)));
         }
         count.in_flight += batch.size();
@@ -617,8 +687,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     void finished(const std::shared_ptr<const ClaimedDelivery>& delivery, Attempt attempt, const HttpResult& result)
     {
         in_flight.erase(delivery->delivery_id);
-        if (auto it = per_hook.find(delivery->hook.id); it != per_hook.end() && --it->second == 0)
-            per_hook.erase(it);
+        slots.finished(delivery->hook.id);
         count.in_flight--;
         if (shutting_down && result.failure == FailureClass::io) {
             // Cut by stop(): not an attempt of the receiver's; the lease is released instead.
@@ -628,11 +697,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             } catch (const std::exception& e) {
                 log(LogLevel::warning, std::string("could not release a lease: ") + e.what());
             }
+            slots.freed(1);
         } else {
             run_callback(delivery, attempt);
             if (!attempt.succeeded())
                 failing_hooks.insert(delivery->hook.id);
             pending_records.push_back(judge(*delivery, std::move(attempt), result));
+            ++pending_held;
         }
         post_flush();
     }
@@ -785,6 +856,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             try {
                 store.record_attempts(pending_records);
                 pending_records.clear();
+                slots.freed(std::exchange(pending_held, 0));
             } catch (const std::exception& e) {
                 log(LogLevel::error, std::string("outcomes not recorded at stop (their deliveries will be sent "
                                                  "again once their leases run out): ") + e.what());
@@ -947,7 +1019,8 @@ const std::set<std::string, std::less<>>& Dispatcher::callback_names() const noe
 DispatcherCounters Dispatcher::counters() const noexcept
 {
     const auto& c = impl_->count;
-    return {c.queued.load(), c.in_flight.load(), c.delivered.load(), c.failed.load(), c.retried.load()};
+    return {c.queued.load(),  c.in_flight.load(), c.delivered.load(),
+            c.failed.load(),  c.retried.load(),   c.handed_off.load()};
 }
 
 const Registry& Dispatcher::registry() const noexcept { return impl_->registry; }

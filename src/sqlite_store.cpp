@@ -110,7 +110,9 @@ struct SqliteStore::Impl {
     std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter);
     const std::vector<Subscriber>& subscribers(
         const std::string& event_type, std::map<std::string, std::vector<Subscriber>, std::less<>>& cache);
-    EnqueuedEvent enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers);
+    /// `hooks` caches, for one batch, the hooks that deliveries were handed off to.
+    EnqueuedEvent enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers,
+                          std::map<std::int64_t, std::optional<Hook>>& hooks);
     void record(const AttemptRecord& record, TimePoint now);
     /// False when the delivery is gone (removed by retention).
     bool update_delivery(const AttemptRecord& record, DeliveryState state,
@@ -577,7 +579,8 @@ bool SqliteStore::Impl::stored(const NewEvent& event)
     return existing->executeStep();
 }
 
-EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers)
+EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vector<Subscriber>& subscribers,
+                                         std::map<std::int64_t, std::optional<Hook>>& hooks)
 {
     if (event.replayed && stored(event)) {
         EnqueuedEvent duplicate;
@@ -616,22 +619,50 @@ EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vecto
         "INSERT INTO deliveries (event_id, hook_id, state, attempt_count, response_status, response_body, "
         "response_time_us, last_failure, last_error, next_attempt_at, created, modified) "
         "VALUES (:event_id, :hook_id, 'pending', 0, 0, '', 0, 'none', '', :due, :created, :created)");
-    auto insert_outbox =
-        statement("INSERT INTO outbox (delivery_id, hook_id, due_at) VALUES (:delivery_id, :hook_id, :due)");
+    auto insert_outbox = statement("INSERT INTO outbox (delivery_id, hook_id, due_at, lease_owner, lease_expires) "
+                                   "VALUES (:delivery_id, :hook_id, :due, :owner, :expires)");
     insert_delivery->bind(":event_id", event_id);
     insert_delivery->bind(":due", to_micros(event.due));
     insert_delivery->bind(":created", to_micros(event.created));
     insert_outbox->bind(":due", to_micros(event.due));
+    // A handed-off delivery is leased to the worker that asked, if its hook is still active.
+    auto handoff_hook = [&](std::int64_t hook_id) -> const Hook* {
+        if (std::find(event.handoff_hook_ids.begin(), event.handoff_hook_ids.end(), hook_id) ==
+            event.handoff_hook_ids.end())
+            return nullptr;
+        auto found = hooks.find(hook_id);
+        if (found == hooks.end())
+            found = hooks.emplace(hook_id, find_hook(hook_id, event.created)).first;
+        return found->second && found->second->is_active ? &*found->second : nullptr;
+    };
     auto add_delivery = [&](std::int64_t hook_id) {
         insert_delivery->bind(":hook_id", hook_id);
         insert_delivery->exec();
         insert_delivery->reset();
         const std::int64_t delivery_id = db_.getLastInsertRowid();
+        const Hook* leased_to = handoff_hook(hook_id);
         insert_outbox->bind(":delivery_id", delivery_id);
         insert_outbox->bind(":hook_id", hook_id);
+        if (leased_to != nullptr) {
+            insert_outbox->bind(":owner", event.handoff_worker);
+            insert_outbox->bind(":expires", to_micros(event.handoff_lease_until));
+        } else {
+            insert_outbox->bind(":owner");
+            insert_outbox->bind(":expires");
+        }
         insert_outbox->exec();
         insert_outbox->reset();
         enqueued.delivery_ids.push_back(delivery_id);
+        if (leased_to != nullptr) {
+            ClaimedDelivery delivery;
+            delivery.delivery_id = delivery_id;
+            delivery.event_uuid = event.uuid;
+            delivery.event_type = event.event_type;
+            delivery.body = event.body;
+            delivery.hook = *leased_to;
+            delivery.created = event.created;
+            enqueued.handed_off.push_back(std::move(delivery));
+        }
     };
     if (event.hook_ids) {
         for (std::int64_t hook_id : *event.hook_ids)
@@ -649,12 +680,13 @@ std::vector<EnqueuedEvent> SqliteStore::enqueue_events(std::span<const NewEvent>
     return impl_->write("enqueue events", [&] {
         // A batch usually holds many events of few types: read each type's hooks once.
         std::map<std::string, std::vector<Subscriber>, std::less<>> subscribers;
+        std::map<std::int64_t, std::optional<Hook>> handoff_hooks;
         std::vector<EnqueuedEvent> enqueued;
         enqueued.reserve(events.size());
         static const std::vector<Subscriber> chosen;
         for (const NewEvent& event : events)
             enqueued.push_back(impl_->enqueue(
-                event, event.hook_ids ? chosen : impl_->subscribers(event.event_type, subscribers)));
+                event, event.hook_ids ? chosen : impl_->subscribers(event.event_type, subscribers), handoff_hooks));
         return enqueued;
     });
 }

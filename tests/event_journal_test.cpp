@@ -287,6 +287,43 @@ TEST_CASE("deliver_event accepts into the journal, and the event reaches the sto
     CHECK(host.journal_files() == 0);
 }
 
+TEST_CASE("a running dispatcher sends a new event's deliveries that fit its slots without claiming them",
+          "[journal][dispatcher]")
+{
+    Host host;
+    test::Receiver receiver;
+    for (const char* path : {"/a", "/b", "/c"})
+        host.hook(receiver.url(path));
+    DispatcherOptions options = Host::options();
+    options.max_in_flight = 1; // One slot: one delivery handed off, the others claimed.
+    Dispatcher dispatcher(host.io.get_executor(), host.registry, host.store, options);
+
+    SECTION("slots free: handed off, and still recorded as delivered")
+    {
+        dispatcher.start();
+        auto result = dispatcher.deliver_event(json::value{{"n", 1}}, "thing.happened");
+        REQUIRE(receiver.wait_for(3));
+        REQUIRE(eventually([&] { return dispatcher.counters().delivered == 3; }));
+        CHECK(dispatcher.counters().handed_off == 1);
+        for (const Delivery& d : host.store.deliveries_of_event(result.event_uuid))
+            CHECK(d.state == DeliveryState::delivered);
+        CHECK(host.store.list_outbox({}).items.empty());
+    }
+    SECTION("not started: nothing handed off, everything claimed once started")
+    {
+        auto result = dispatcher.deliver_event(json::value{{"n", 1}}, "thing.happened");
+        REQUIRE(dispatcher.wait_stored(5s));
+        for (const OutboxEntry& entry : host.store.list_outbox({}).items)
+            CHECK_FALSE(entry.lease_expires);
+        dispatcher.start();
+        REQUIRE(receiver.wait_for(3));
+        REQUIRE(eventually([&] { return dispatcher.counters().delivered == 3; }));
+        CHECK(dispatcher.counters().handed_off == 0);
+        CHECK(host.store.deliveries_of_event(result.event_uuid).size() == 3);
+    }
+    dispatcher.stop();
+}
+
 TEST_CASE("calls with an idempotency key, and dispatchers without a journal, commit before returning", "[journal][dispatcher]")
 {
     Host host;

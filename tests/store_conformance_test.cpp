@@ -705,6 +705,69 @@ TEMPLATE_LIST_TEST_CASE("claim_due leases due rows, oldest due first, up to the 
     }
 }
 
+TEMPLATE_LIST_TEST_CASE("deliveries handed off at enqueue are leased to their worker and come back ready to send",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook a = store.create_hook(sample_hook("alice", "https://a.example/"));
+    const Hook b = store.create_hook(sample_hook("alice", "https://b.example/"));
+    const Hook c = store.create_hook(sample_hook("alice", "https://c.example/"));
+    REQUIRE(store.deactivate_hook(c.id)); // Chosen when the event was accepted, inactive now.
+
+    NewEvent event = sample_event();
+    event.hook_ids = std::vector<std::int64_t>{a.id, b.id, c.id};
+    event.handoff_hook_ids = {a.id, c.id};
+    event.handoff_worker = "w";
+    event.handoff_lease_until = t0 + 10s;
+    const EnqueuedEvent written = store.enqueue_events(std::span(&event, 1)).at(0);
+    REQUIRE(written.delivery_ids.size() == 3);
+
+    // Only the active hook's delivery is handed off, with everything needed to send it.
+    REQUIRE(written.handed_off.size() == 1);
+    const ClaimedDelivery& sent = written.handed_off[0];
+    CHECK(sent.delivery_id == written.delivery_ids[0]);
+    CHECK(sent.event_uuid == event.uuid);
+    CHECK(sent.event_type == event.event_type);
+    CHECK(sent.body == event.body);
+    CHECK(sent.attempt_count == 0);
+    CHECK(sent.created == t0);
+    require_same_hook(sent.hook, a);
+
+    // Leased to "w": another worker claims the unleased row of b, not a's; c is inactive.
+    CHECK(ids_of(store.claim_due(claim_by("x", t0 + 1s))) == std::vector<std::int64_t>{written.delivery_ids[1]});
+    const auto outbox = store.list_outbox({}).items;
+    const auto entry = std::find_if(outbox.begin(), outbox.end(),
+                                    [&](const OutboxEntry& e) { return e.delivery_id == sent.delivery_id; });
+    REQUIRE(entry != outbox.end());
+    CHECK(entry->lease_expires == t0 + 10s);
+    // If "w" never reports, the row is claimable once the lease runs out.
+    CHECK(ids_of(store.claim_due(claim_by("x", t0 + 10s))) == std::vector<std::int64_t>{sent.delivery_id});
+
+    // Its outcome is recorded like a claimed delivery's.
+    store.record_attempts(std::vector{attempt_report(sent.delivery_id, "x", 1, AttemptVerdict::delivered, 200)});
+    CHECK(store.find_delivery(sent.delivery_id)->state == DeliveryState::delivered);
+}
+
+TEMPLATE_LIST_TEST_CASE("a duplicate event hands nothing off", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook a = store.create_hook(sample_hook("alice", "https://a.example/"));
+    NewEvent event = sample_event();
+    event.hook_ids = std::vector<std::int64_t>{a.id};
+    REQUIRE(store.enqueue_events(std::span(&event, 1)).at(0).delivery_ids.size() == 1);
+
+    event.replayed = true;
+    event.handoff_hook_ids = {a.id};
+    event.handoff_worker = "w";
+    event.handoff_lease_until = t0 + 10s;
+    const EnqueuedEvent again = store.enqueue_events(std::span(&event, 1)).at(0);
+    CHECK(again.duplicate);
+    CHECK(again.handed_off.empty());
+    CHECK(store.list_outbox({}).items.size() == 1);
+}
+
 TEMPLATE_LIST_TEST_CASE("a leased row is claimed again only after its lease expires", "[store]", Stores)
 {
     TestType fixture;

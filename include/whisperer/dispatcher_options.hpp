@@ -108,6 +108,8 @@ struct DispatcherCounters {
     std::uint64_t delivered = 0; ///< Attempts answered with 2xx.
     std::uint64_t failed = 0;    ///< Deliveries that ran out of attempts.
     std::uint64_t retried = 0;   ///< Failed attempts scheduled for another try.
+    /// Deliveries of new events written leased to this dispatcher and sent without a claim.
+    std::uint64_t handed_off = 0;
 };
 
 } // namespace whisperer

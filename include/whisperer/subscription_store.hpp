@@ -84,13 +84,13 @@ struct NewEvent {
     /// The event may be stored already (it is replayed from a journal after a crash): when its
     /// uuid exists, nothing is written and the result is a duplicate.
     bool replayed = false;
-};
-
-/// What `enqueue_events` did with one `NewEvent`.
-struct EnqueuedEvent {
-    std::string uuid;                       ///< The new uuid, or the first event's for a duplicate.
-    std::vector<std::int64_t> delivery_ids; ///< One per matching active hook (empty for a duplicate).
-    bool duplicate = false;                 ///< The idempotency key was already used.
+    /// Hooks of `hook_ids` whose deliveries a dispatcher will send at once: they are written
+    /// leased to `handoff_worker` until `handoff_lease_until`, so no claim is needed, and
+    /// returned in `EnqueuedEvent::handed_off`. A hook no longer active is written unleased.
+    /// A store may ignore this (and hand nothing off); the deliveries are then claimed as usual.
+    std::vector<std::int64_t> handoff_hook_ids;
+    std::string handoff_worker;
+    TimePoint handoff_lease_until{};
 };
 
 /// A delivery a worker has leased, with everything needed to send it.
@@ -102,6 +102,15 @@ struct ClaimedDelivery {
     unsigned attempt_count = 0;             ///< Attempts made before this one.
     Hook hook;
     TimePoint created{};
+};
+
+/// What `enqueue_events` did with one `NewEvent`.
+struct EnqueuedEvent {
+    std::string uuid;                       ///< The new uuid, or the first event's for a duplicate.
+    std::vector<std::int64_t> delivery_ids; ///< One per matching active hook (empty for a duplicate).
+    bool duplicate = false;                 ///< The idempotency key was already used.
+    /// The deliveries of `NewEvent::handoff_hook_ids` written leased, ready to send.
+    std::vector<ClaimedDelivery> handed_off;
 };
 
 /// How many rows one claim may take of one hook.
