@@ -34,7 +34,8 @@ struct DispatcherOptions {
     std::chrono::milliseconds request_timeout{10000};
     /// Response bodies are stored up to this many bytes.
     std::size_t response_body_limit = 20 * 1024;
-    /// Requests in flight at once, over all receivers.
+    /// Deliveries a dispatcher holds at once, over all receivers: requests in flight plus
+    /// finished attempts whose outcome is not recorded yet. One hook may hold a quarter of them.
     std::size_t max_in_flight = 1024;
     /// Connections at once to one origin (scheme, host, port): a slow receiver holds at most these.
     std::size_t max_connections_per_origin = 8;
