@@ -78,6 +78,7 @@ public:
         return inner_.subscriber_ids(type, filter); // In the host's thread: not timed, no shared lock.
     }
     std::string journal_prefix() const override { return inner_.journal_prefix(); }
+    void checkpoint() override { inner_.checkpoint(); } // Off every caller's path: not timed.
     std::vector<Hook> active_hooks(const std::string& type, const boost::json::object& filter) override
     {
         return inner_.active_hooks(type, filter);

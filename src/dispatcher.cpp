@@ -33,6 +33,8 @@ using namespace std::chrono_literals;
 
 /// How often a busy dispatcher looks at the outbox for rows no completion will bring it to.
 constexpr std::chrono::milliseconds busy_poll{100};
+/// How often the store's housekeeping (`SubscriptionStore::checkpoint`) runs while started.
+constexpr std::chrono::milliseconds checkpoint_interval{250};
 
 std::string_view to_string(LogLevel level) noexcept
 {
@@ -98,7 +100,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           retention_timer(strand),
           batch_timer(strand),
           record_timer(strand),
-          stop_timer(strand)
+          stop_timer(strand),
+          checkpoint_timer(strand)
     {
         if (options.journal && !journal_prefix.empty())
             journal = std::make_unique<detail::EventJournal>(journal_prefix, worker);
@@ -124,6 +127,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::unique_ptr<detail::EventJournal> journal;   // Null when events commit before returning.
     std::atomic<bool> journal_closed{false};         // stop() gave up waiting: leave the rest to replay.
     std::atomic<std::int64_t> journal_warned_at{0};  // Seconds; store failures are logged once a second.
+    std::atomic<std::size_t> unstored{0};           // Journaled events not yet in the store.
     struct Completion {
         std::shared_ptr<const ClaimedDelivery> delivery;
         Attempt attempt;
@@ -158,6 +162,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     asio::steady_timer record_timer;
     bool record_armed = false;
     asio::steady_timer stop_timer;
+    asio::steady_timer checkpoint_timer;
+    std::atomic<bool> checkpointing{false}; // A checkpoint job is queued or running.
     std::shared_ptr<std::promise<void>> stopped;
 
     void log(LogLevel level, const std::string& message) const
@@ -230,6 +236,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
 
     // --- the journal ---------------------------------------------------------------------------
 
+    /// Whether a new event may go through the journal rather than commit first.
+    bool may_journal(const NewEvent& event, const DeliverOptions& opts) const
+    {
+        return journal && !opts.sync && !opts.wait_stored && !event.idempotency_key &&
+               unstored.load(std::memory_order_relaxed) < options.max_unstored_events;
+    }
+
     /// Accepts `event` through the journal: its hooks are chosen now, it is durable on return, and
     /// it reaches the store in the background.
     DeliverResult accept(NewEvent event)
@@ -255,6 +268,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             throw;
         }
         count.queued += result.hook_count;
+        ++unstored;
         store_accepted(std::move(event), std::move(ticket));
         return result;
     }
@@ -266,6 +280,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                                                    std::exception_ptr error, EnqueuedEvent written,
                                                    NewEvent event) mutable {
             if (!error) {
+                --self->unstored;
                 self->journal->settle(ticket);
                 const bool all_handed_off = written.handed_off.size() == written.delivery_ids.size();
                 self->take_handoff(event.handoff_hook_ids, std::move(written.handed_off));
@@ -565,7 +580,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         request.worker = worker;
         request.now = Clock::now();
         request.lease = options.lease;
-        request.limit = std::min(options.claim_batch, room);
+        // A quarter of the room stays free while the claim runs, for new events handed off
+        // meanwhile: a claim's reservation must not send them the long way round.
+        request.limit = std::min(options.claim_batch, room - room / 4);
         // The store applies each hook's quota, so a saturated hook's rows are neither claimed nor
         // read through, and whatever is claimed can start.
         const std::size_t quota = hook_quota();
@@ -800,6 +817,27 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         });
     }
 
+    /// Runs the store's checkpoint on the executor, off the strand and outside every store call,
+    /// so that neither the workers nor `deliver_event` wait for the log to be moved.
+    void schedule_checkpoint()
+    {
+        checkpoint_timer.expires_after(checkpoint_interval);
+        checkpoint_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec || !self->running)
+                return;
+            if (!self->checkpointing.exchange(true))
+                asio::post(self->executor, [self] {
+                    try {
+                        self->store.checkpoint();
+                    } catch (const std::exception& e) {
+                        self->log(LogLevel::warning, std::string("store checkpoint failed: ") + e.what());
+                    }
+                    self->checkpointing = false;
+                });
+            self->schedule_checkpoint();
+        });
+    }
+
     /// Deletes old finished deliveries, a bounded batch per turn so the strand is never held long.
     void sweep_retention(std::chrono::milliseconds wait)
     {
@@ -867,6 +905,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         stop_timer.cancel();
         renew_timer.cancel();
         retention_timer.cancel();
+        checkpoint_timer.cancel();
         batch_timer.cancel();
         record_timer.cancel();
         wake_timer.cancel();
@@ -957,6 +996,7 @@ void Dispatcher::start()
         self->shutting_down = false;
         self->log(LogLevel::info, "dispatcher " + self->worker + " started");
         self->renew();
+        self->schedule_checkpoint();
         self->sweep_retention(std::chrono::milliseconds(0));
         self->pump();
     });
@@ -1072,7 +1112,7 @@ DeliverResult Dispatcher::deliver_data(json::value data, std::string_view event_
     }
 
     NewEvent ev = impl.make_event(std::move(data), event_type, options, now);
-    if (impl.journal && !options.sync && !options.wait_stored && !ev.idempotency_key)
+    if (impl.may_journal(ev, options))
         return impl.accept(std::move(ev));
     if (options.sync)
         ev.due = now + impl.sync_hold();
@@ -1120,7 +1160,7 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
     NewEvent ev;
     try {
         ev = impl_->make_event(std::move(data), event_type, options, Clock::now());
-        if (impl_->journal && !options.wait_stored && !ev.idempotency_key) {
+        if (impl_->may_journal(ev, options)) {
             asio::post(impl_->executor, [handler = std::move(handler), result = impl_->accept(std::move(ev))]() mutable {
                 handler({}, std::move(result));
             });

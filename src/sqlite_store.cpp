@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -128,8 +129,16 @@ struct SqliteStore::Impl {
     /// The events of a journal replay that are stored already.
     bool stored(const NewEvent& event);
 
+    /// Records the log's size after each commit; checkpoints it inline only when `checkpoint()`
+    /// has fallen far behind (or was never called: then at SQLite's usual threshold).
+    static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
+
     std::string path_;
     SqliteOptions options_;
+    std::atomic<int> wal_pages_{0};
+    std::atomic<bool> checkpointed_elsewhere_{false};
+    std::mutex checkpoint_mutex_;
+    std::unique_ptr<SQLite::Database> checkpointer_; // Opened on the first checkpoint().
     std::optional<SecretBox> box_;
     std::mutex mutex_;
     SQLite::Database db_;
@@ -171,7 +180,7 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
         // second; 8192 pages (32 MiB) makes that 8x rarer, and a page that many commits change in
         // between is written back once. Durability is unchanged: it depends on `synchronous`.
         // The limit truncates a WAL that a long reader let grow far past that.
-        db_.exec("PRAGMA wal_autocheckpoint = 8192");
+        sqlite3_wal_hook(db_.getHandle(), &Impl::on_wal_commit, this);
         db_.exec("PRAGMA journal_size_limit = 67108864");
         // Claims walk the hooks through a recursive query, whose queue is a temporary table.
         // Backed by a file (the default), each one sets up and frees a pager: ~50 us a claim,
@@ -549,6 +558,55 @@ std::string SqliteStore::journal_prefix() const
     if (impl_->in_memory() || impl_->options_.durability == SqliteDurability::full)
         return {};
     return impl_->path_ + ".journal";
+}
+
+/// Pages in the log past which a commit checkpoints it itself: 8192 (32 MiB) while nobody calls
+/// `checkpoint()`, 65536 (256 MiB) as the backstop once somebody does.
+constexpr int inline_checkpoint_pages = 8192;
+constexpr int backstop_checkpoint_pages = 65536;
+/// Below this many pages (4 MiB), `checkpoint()` leaves the log alone.
+constexpr int background_checkpoint_pages = 1024;
+
+int SqliteStore::Impl::on_wal_commit(void* self, sqlite3* db, const char* name, int pages)
+{
+    auto& impl = *static_cast<Impl*>(self);
+    impl.wal_pages_.store(pages, std::memory_order_relaxed);
+    const int limit = impl.checkpointed_elsewhere_.load(std::memory_order_relaxed) ? backstop_checkpoint_pages
+                                                                                    : inline_checkpoint_pages;
+    if (pages >= limit)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    return SQLITE_OK;
+}
+
+void SqliteStore::checkpoint()
+{
+    Impl& impl = *impl_;
+    if (impl.in_memory())
+        return;
+    impl.checkpointed_elsewhere_ = true;
+    if (impl.wal_pages_.load(std::memory_order_relaxed) < background_checkpoint_pages)
+        return;
+    std::lock_guard lock{impl.checkpoint_mutex_};
+    try {
+        if (!impl.checkpointer_) {
+            impl.checkpointer_ = std::make_unique<SQLite::Database>(
+                impl.path_, SQLite::OPEN_READWRITE, static_cast<int>(impl.options_.busy_timeout.count()));
+            // A connection opens the log only once it reads; a checkpoint before that does nothing.
+            impl.checkpointer_->execAndGet("PRAGMA journal_mode");
+        }
+        int log_pages = 0;
+        int moved = 0;
+        const int rc = sqlite3_wal_checkpoint_v2(impl.checkpointer_->getHandle(), "main", SQLITE_CHECKPOINT_PASSIVE,
+                                                 &log_pages, &moved);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            throw StoreError("SQLite store '" + impl.path_ + "': checkpoint failed: " +
+                             sqlite3_errmsg(impl.checkpointer_->getHandle()));
+        // The log restarts from its beginning at the next commit once everything was moved.
+        if (rc == SQLITE_OK && moved == log_pages)
+            impl.wal_pages_.store(0, std::memory_order_relaxed);
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store '" + impl.path_ + "': cannot checkpoint: " + e.what());
+    }
 }
 
 // --- events and deliveries ---------------------------------------------------------------------

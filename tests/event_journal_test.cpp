@@ -408,3 +408,37 @@ TEST_CASE("an event accepted while the store is locked is stored once the lock g
     REQUIRE(dispatcher.wait_stored(5s));
     CHECK(host.store.deliveries_of_event(result.event_uuid).size() == 1);
 }
+
+TEST_CASE("past max_unstored_events waiting for the store, deliver_event commits before it returns",
+          "[journal][dispatcher]")
+{
+    Host host;
+    host.hook("http://127.0.0.1:9/");
+    SqliteStore blocked(host.db, {.busy_timeout = 10ms});
+    DispatcherOptions options = Host::options();
+    options.max_unstored_events = 2;
+    Dispatcher dispatcher(host.io.get_executor(), host.registry, blocked, options);
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(host.db.c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+
+    // Two are accepted into the journal although the store is locked...
+    const auto first = dispatcher.deliver_event(json::value{{"n", 1}}, "thing.happened");
+    const auto second = dispatcher.deliver_event(json::value{{"n", 2}}, "thing.happened");
+    // ...the third must commit, and the lock makes that fail with a clear error.
+    CHECK_THROWS_AS(dispatcher.deliver_event(json::value{{"n", 3}}, "thing.happened"), StoreError);
+    std::atomic<bool> failed{false};
+    dispatcher.async_deliver_event(json::value{{"n", 4}}, "thing.happened", {},
+                                   [&](boost::system::error_code ec, DeliverResult) { failed = bool(ec); });
+    CHECK(eventually([&] { return failed.load(); }));
+
+    REQUIRE(sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+    REQUIRE(dispatcher.wait_stored(5s));
+    CHECK(host.store.deliveries_of_event(first.event_uuid).size() == 1);
+    CHECK(host.store.deliveries_of_event(second.event_uuid).size() == 1);
+    // Nothing is left waiting: later events are accepted and stored again.
+    const auto fifth = dispatcher.deliver_event(json::value{{"n", 5}}, "thing.happened");
+    REQUIRE(dispatcher.wait_stored(5s));
+    CHECK(host.store.deliveries_of_event(fifth.event_uuid).size() == 1);
+}

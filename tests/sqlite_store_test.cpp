@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -478,4 +479,32 @@ TEST_CASE("an attempt writes its hook's row only when the hook's health changes"
     store.record_attempts(std::vector{delivered(ids[3], 1), delivered(ids[4], 1)});
     CHECK(hook_writes() == 3);
     CHECK(store.find_hook(store.find_delivery(ids[2])->hook_id)->failed_attempts == 0);
+}
+
+TEST_CASE("checkpoint moves a grown write-ahead log into the database file; commits leave it to it",
+          "[sqlite]")
+{
+    test::TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    SqliteStore store(path);
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    store.checkpoint(); // From now on the commits leave checkpoints to checkpoint().
+    const auto size = [&] { return std::filesystem::file_size(path); };
+    const auto database_before = size();
+
+    // About 8 MiB of events: past checkpoint()'s threshold, below the commits' own backstop.
+    std::vector<NewEvent> events;
+    for (int i = 0; i < 4000; ++i) {
+        NewEvent event = sample_event();
+        event.body = std::string(2000, 'x');
+        events.push_back(std::move(event));
+    }
+    for (std::size_t i = 0; i < events.size(); i += 500)
+        store.enqueue_events(std::span(events).subspan(i, 500));
+    CHECK(size() < database_before + 1024 * 1024); // Everything is still in the log.
+    CHECK(std::filesystem::file_size(path + "-wal") > 8 * 1024 * 1024);
+
+    store.checkpoint();
+    CHECK(size() > database_before + 8 * 1024 * 1024);
+    CHECK(store.list_deliveries({}).items.size() > 0);
 }

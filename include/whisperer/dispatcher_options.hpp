@@ -45,7 +45,7 @@ struct DispatcherOptions {
     /// crash, another dispatcher takes it over once the lease has run out.
     std::chrono::milliseconds lease{10000};
     /// Outbox rows claimed per store round trip.
-    std::size_t claim_batch = 256;
+    std::size_t claim_batch = 1024;
     /// While requests are in flight, new events wait this long to be claimed together with the
     /// ones that follow them; an idle dispatcher claims a new event at once.
     std::chrono::microseconds batch_window{1000};
@@ -76,6 +76,11 @@ struct DispatcherOptions {
     /// waits for that. A dispatcher's `start` stores what a crashed process left in its journal.
     /// Calls with an idempotency key, re-sends and sync calls always commit before returning.
     bool journal = true;
+    /// Journaled events waiting for the store, at most; they are held in memory until stored.
+    /// While this many wait, `deliver_event` commits before it returns (sharing the commit with
+    /// the callers of the moment) and `async_deliver_event` completes after its commit: callers
+    /// that outpace the store are slowed to its pace instead of filling memory.
+    std::size_t max_unstored_events = 16384;
     /// The envelope's data key: "data" (the seed page) or "payload" (the original's code).
     DataKey data_key = DataKey::data;
     /// PEM file of trusted CAs for HTTPS receivers; empty uses the system's store.

@@ -64,6 +64,10 @@ public:
                                              const boost::json::object& config_filter = {}) override;
     /// `<path>.journal` for a file with `normal` durability; empty for `full` and in memory.
     std::string journal_prefix() const override;
+    /// Checkpoints the write-ahead log through a connection of its own (PASSIVE: writers and
+    /// readers go on meanwhile) once it holds more than a few megabytes. Until the first call,
+    /// commits checkpoint the log themselves; after it, they do only when it grows very large.
+    void checkpoint() override;
 
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override;
     std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override;

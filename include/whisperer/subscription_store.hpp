@@ -207,6 +207,11 @@ public:
     /// when its commits promise more than a journal's write() does (SQLite's `full` durability)
     /// or when it keeps nothing on disk.
     virtual std::string journal_prefix() const { return {}; }
+    /// Housekeeping a dispatcher runs on its executor every few hundred milliseconds, outside
+    /// every other call's transaction, so that no caller's commit pays for it (SQLite: moving
+    /// the write-ahead log into the database file). Must not block other calls for long. The
+    /// default does nothing.
+    virtual void checkpoint() {}
 
     // --- events and deliveries ------------------------------------------------------------------
     /// Writes every event with one delivery and one outbox row per matching active hook, all in

@@ -114,6 +114,7 @@ public:
         store_.record_attempts(records);
     }
     std::optional<TimePoint> next_due() override { check(StoreOp::claim); return store_.next_due(); }
+    void checkpoint() override { store_.checkpoint(); }
     Page<OutboxEntry> list_outbox(const OutboxQuery& query) override
     {
         check(StoreOp::read_deliveries);
