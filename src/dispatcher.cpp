@@ -154,6 +154,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     // Whether the outbox may hold rows the last claim did not see: new events, retries falling due,
     // rows of other processes, or rows a claim left for want of room. Completions alone do not set it.
     bool outbox_unseen = true;
+    bool hooks_held_back = false; // The last claim may have left rows for want of a hook's quota.
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
     asio::steady_timer retention_timer;
@@ -576,6 +577,11 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         std::size_t room = options.max_in_flight - busy;
         if (busy > 0 && room < std::min(options.claim_batch, options.max_in_flight) / 4)
             return;
+        // The last claim saw every claimable row and held none back for a hook's quota: nothing
+        // a completion frees can be claimed now. New rows come with wake(), and the timer that
+        // claim armed looks again for rows of other processes and retries falling due.
+        if (!outbox_unseen && !hooks_held_back)
+            return;
         ClaimRequest request;
         request.worker = worker;
         request.now = Clock::now();
@@ -625,6 +631,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         slots.claimed(request.limit, claimed_hooks);
         const bool full = claimed.size() == request.limit;
         outbox_unseen = full;
+        hooks_held_back = held_back(request, claimed_hooks);
         start(std::move(claimed));
         if (full) {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
@@ -636,6 +643,20 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     }
 
     std::size_t hook_quota() const { return slots.hook_quota(); }
+
+    /// Whether `request` may have left claimable rows of some hook for want of its quota: a
+    /// hook it gave no room, or one that took all the room it had.
+    static bool held_back(const ClaimRequest& request, const std::vector<std::int64_t>& claimed_hooks)
+    {
+        std::unordered_map<std::int64_t, std::size_t> taken;
+        for (std::int64_t hook : claimed_hooks)
+            ++taken[hook];
+        for (const HookClaimLimit& h : request.hook_limits)
+            if (h.limit == 0 || taken[h.hook_id] >= h.limit)
+                return true;
+        return std::any_of(taken.begin(), taken.end(),
+                           [&](const auto& entry) { return entry.second >= request.per_hook_limit; });
+    }
 
     /// Arms the wake-up timer for the next due row (or the idle poll, whichever comes first).
     void sleep_until(std::optional<TimePoint> next)

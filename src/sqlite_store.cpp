@@ -170,6 +170,16 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
     if (options_.master_key)
         box_.emplace(*options_.master_key);
     check_master_key();
+    const std::size_t page = options_.page_size;
+    if (page < 512 || page > 65536 || (page & (page - 1)) != 0)
+        throw StoreError("SQLite store: page_size " + std::to_string(page) +
+                         " is not a power of two from 512 to 65536");
+    try {
+        // Takes effect only while the file has no tables yet, before WAL mode is set.
+        db_.exec("PRAGMA page_size = " + std::to_string(page));
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
+    }
     open_schema(db_, path_);
     try {
         db_.exec(options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"

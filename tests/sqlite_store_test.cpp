@@ -508,3 +508,42 @@ TEST_CASE("checkpoint moves a grown write-ahead log into the database file; comm
     CHECK(size() > database_before + 8 * 1024 * 1024);
     CHECK(store.list_deliveries({}).items.size() > 0);
 }
+
+TEST_CASE("a new database file gets the configured page size; an existing one keeps its own", "[sqlite]")
+{
+    test::TempDir dir;
+    const auto page_size = [](const std::string& path) {
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        sqlite3_stmt* select = nullptr;
+        REQUIRE(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &select, nullptr) == SQLITE_OK);
+        REQUIRE(sqlite3_step(select) == SQLITE_ROW);
+        const int n = sqlite3_column_int(select, 0);
+        sqlite3_finalize(select);
+        sqlite3_close(db);
+        return n;
+    };
+    const std::string fresh = dir.file("fresh.db");
+    { SqliteStore store(fresh); }
+    CHECK(page_size(fresh) == 2048);
+
+    const std::string large = dir.file("large.db");
+    { SqliteStore store(large, {.page_size = 8192}); }
+    CHECK(page_size(large) == 8192);
+    {
+        SqliteStore store(large);
+        store.create_hook(sample_hook("alice", "https://a.example/"));
+    }
+    CHECK(page_size(large) == 8192);
+}
+
+TEST_CASE("a page size that is not a power of two from 512 to 65536 is refused before anything is written",
+          "[sqlite]")
+{
+    test::TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    for (std::size_t bad : {std::size_t{0}, std::size_t{256}, std::size_t{3000}, std::size_t{131072}})
+        CHECK_THROWS_AS(SqliteStore(path, {.page_size = bad}), StoreError);
+    CHECK((!std::filesystem::exists(path) || std::filesystem::file_size(path) == 0));
+    CHECK_NOTHROW(SqliteStore(path, {.page_size = 512}));
+}

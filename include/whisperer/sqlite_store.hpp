@@ -31,6 +31,12 @@ struct SqliteOptions {
     /// and secrets stored in clear before are encrypted when the store opens. Once a database
     /// has a key, opening it without that key fails.
     std::optional<MasterKey> master_key;
+    /// Page size of a new database file, in bytes: a power of two from 512 to 65536 (an
+    /// existing file keeps its own). Every commit writes each page it changed to the log in
+    /// full, and checkpoints flush that log, so smaller pages write less per delivery: on the
+    /// benchmark machine 2048 kept the latency p99 near 1 ms where SQLite's 4096 let it reach
+    /// 12-30 ms during checkpoints, at about the same throughput (docs/PERFORMANCE.md).
+    std::size_t page_size = 2048;
 };
 
 /// The default store: one SQLite file in WAL mode (or `":memory:"` for tests).
