@@ -38,6 +38,7 @@ common options:
                    isolation and wrk_script sends to it
   --dir DIR        where the SQLite files go (default /tmp)
   --threads N      threads running the dispatcher's executor (default: one per core)
+  --page-size N    page size of the new SQLite file (default: SqliteOptions' 1024)
   --out FILE       JSON lines file the result is appended to
 )";
 
@@ -91,6 +92,7 @@ int main(int argc, char** argv)
         take("threads", options.threads);
         take("producers", options.producers);
         take("durability", durability);
+        take("page-size", options.page_size);
         take("events", options.events);
         take("calls", options.calls);
         take("rate", options.rate);

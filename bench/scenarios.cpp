@@ -55,7 +55,7 @@ public:
           DispatcherOptions dispatcher_options = {})
         : path_(remove_files(options.dir + "/whisperer-bench-" + name + ".db")),
           // All hooks belong to one owner, as many as --hooks asks for.
-          store_(path_, SqliteOptions{.durability = durability, .max_hooks_per_owner = 0}),
+          store_(path_, SqliteOptions{.durability = durability, .max_hooks_per_owner = 0, .page_size = options.page_size}),
           timed_(store_),
           pool_(options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency())),
           dispatcher_(make_dispatcher(dispatcher_options))
@@ -282,6 +282,7 @@ json::object run_throughput(const Options& options)
 
     json::object r = scenario("throughput");
     r["durability"] = to_string(options.durability);
+    r["page_size"] = options.page_size;
     r["events"] = options.events;
     r["producers"] = options.producers;
     r["seconds"] = total_s;

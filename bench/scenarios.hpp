@@ -18,6 +18,7 @@ struct Options {
     unsigned threads = 0;              ///< Threads running the dispatcher's executor; 0: one per core.
     unsigned producers = 4;            ///< Threads calling `deliver_event` in throughput and fan-out.
     SqliteDurability durability = SqliteDurability::normal;
+    std::size_t page_size = SqliteOptions{}.page_size; ///< Of the benchmark's new SQLite files.
     std::size_t events = 200'000;      ///< throughput
     std::size_t calls = 100'000;       ///< host_cost, per thread count
     double rate = 1000;                ///< latency and isolation: events per second

@@ -136,6 +136,7 @@ struct SqliteStore::Impl {
     std::string path_;
     SqliteOptions options_;
     std::atomic<int> wal_pages_{0};
+    std::int64_t page_bytes_ = 4096; // The file's page size, read once it is open.
     std::atomic<bool> checkpointed_elsewhere_{false};
     std::mutex checkpoint_mutex_;
     std::unique_ptr<SQLite::Database> checkpointer_; // Opened on the first checkpoint().
@@ -181,6 +182,11 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
         throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
     }
     open_schema(db_, path_);
+    try {
+        page_bytes_ = db_.execAndGet("PRAGMA page_size").getInt64();
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
+    }
     try {
         db_.exec(options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"
                                                                 : "PRAGMA synchronous = NORMAL");
@@ -570,20 +576,21 @@ std::string SqliteStore::journal_prefix() const
     return impl_->path_ + ".journal";
 }
 
-/// Pages in the log past which a commit checkpoints it itself: 8192 (32 MiB) while nobody calls
-/// `checkpoint()`, 65536 (256 MiB) as the backstop once somebody does.
-constexpr int inline_checkpoint_pages = 8192;
-constexpr int backstop_checkpoint_pages = 65536;
-/// Below this many pages (4 MiB), `checkpoint()` leaves the log alone.
-constexpr int background_checkpoint_pages = 1024;
+/// Log sizes past which a commit checkpoints the log itself: 32 MiB while nobody calls
+/// `checkpoint()`, 256 MiB as the backstop once somebody does.
+constexpr std::int64_t inline_checkpoint_bytes = 32 << 20;
+constexpr std::int64_t backstop_checkpoint_bytes = 256 << 20;
+/// Below 4 MiB in the log, `checkpoint()` leaves it alone.
+constexpr std::int64_t background_checkpoint_bytes = 4 << 20;
 
 int SqliteStore::Impl::on_wal_commit(void* self, sqlite3* db, const char* name, int pages)
 {
     auto& impl = *static_cast<Impl*>(self);
     impl.wal_pages_.store(pages, std::memory_order_relaxed);
-    const int limit = impl.checkpointed_elsewhere_.load(std::memory_order_relaxed) ? backstop_checkpoint_pages
-                                                                                    : inline_checkpoint_pages;
-    if (pages >= limit)
+    const std::int64_t limit = impl.checkpointed_elsewhere_.load(std::memory_order_relaxed)
+                                   ? backstop_checkpoint_bytes
+                                   : inline_checkpoint_bytes;
+    if (std::int64_t{pages} * impl.page_bytes_ >= limit)
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     return SQLITE_OK;
 }
@@ -594,7 +601,7 @@ void SqliteStore::checkpoint()
     if (impl.in_memory())
         return;
     impl.checkpointed_elsewhere_ = true;
-    if (impl.wal_pages_.load(std::memory_order_relaxed) < background_checkpoint_pages)
+    if (std::int64_t{impl.wal_pages_.load(std::memory_order_relaxed)} * impl.page_bytes_ < background_checkpoint_bytes)
         return;
     std::lock_guard lock{impl.checkpoint_mutex_};
     try {

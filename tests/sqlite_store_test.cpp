@@ -525,7 +525,7 @@ TEST_CASE("a new database file gets the configured page size; an existing one ke
     };
     const std::string fresh = dir.file("fresh.db");
     { SqliteStore store(fresh); }
-    CHECK(page_size(fresh) == 2048);
+    CHECK(page_size(fresh) == 1024);
 
     const std::string large = dir.file("large.db");
     { SqliteStore store(large, {.page_size = 8192}); }
