@@ -23,6 +23,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 namespace whisperer {
@@ -258,7 +259,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             event.handoff_hook_ids = slots.reserve(*event.hook_ids);
             if (!event.handoff_hook_ids.empty()) {
                 event.handoff_worker = worker;
-                event.handoff_lease_until = event.created + options.lease;
+                event.handoff_lease = options.lease;
             }
         }
         detail::EventJournal::Ticket ticket;
@@ -282,9 +283,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                                                    NewEvent event) mutable {
             if (!error) {
                 --self->unstored;
-                self->journal->settle(ticket);
                 const bool all_handed_off = written.handed_off.size() == written.delivery_ids.size();
-                self->take_handoff(event.handoff_hook_ids, std::move(written.handed_off));
+                self->take_handoff(event.handoff_hook_ids, std::move(written.handed_off), std::move(ticket));
                 if (!written.delivery_ids.empty() && !all_handed_off)
                     self->wake();
                 return;
@@ -303,20 +303,28 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         });
     }
 
-    /// Starts the deliveries the store wrote leased to this dispatcher, and gives back the slots
-    /// reserved for hooks it did not hand off (no longer active, or a duplicate event).
-    void take_handoff(const std::vector<std::int64_t>& reserved, std::vector<ClaimedDelivery> handed_off)
+    /// Starts the deliveries the store wrote leased to this dispatcher, gives back the slots
+    /// reserved for hooks it did not hand off (no longer active, or a duplicate event), and then
+    /// settles the event's journal record: `stop()` waits for that, so nothing here touches the
+    /// store after `stop()` returned.
+    void take_handoff(const std::vector<std::int64_t>& reserved, std::vector<ClaimedDelivery> handed_off,
+                      detail::EventJournal::Ticket ticket)
     {
-        if (reserved.empty())
+        if (reserved.empty()) {
+            journal->settle(ticket);
             return;
+        }
         std::vector<std::int64_t> unused = reserved;
         for (const ClaimedDelivery& d : handed_off)
             if (auto it = std::find(unused.begin(), unused.end(), d.hook.id); it != unused.end())
                 unused.erase(it);
         slots.unreserve(unused);
-        if (handed_off.empty())
+        if (handed_off.empty()) {
+            journal->settle(ticket);
             return;
-        asio::post(strand, [self = shared_from_this(), handed_off = std::move(handed_off)]() mutable {
+        }
+        asio::post(strand, [self = shared_from_this(), handed_off = std::move(handed_off),
+                            ticket = std::move(ticket)]() mutable {
             if (!self->running || self->stopping) {
                 // Stopped meanwhile: the leases go back, so another dispatcher need not wait them out.
                 std::vector<std::int64_t> ids;
@@ -331,11 +339,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                 } catch (const std::exception& e) {
                     self->log(LogLevel::warning, std::string("could not release leases: ") + e.what());
                 }
+                self->journal->settle(ticket);
                 return;
             }
             self->slots.started_reserved(handed_off.size());
             self->count.handed_off += handed_off.size();
             self->start(std::move(handed_off));
+            self->journal->settle(ticket);
         });
     }
 
@@ -759,6 +769,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                 return;
             flush_posted = true;
             record_timer.cancel();
+            record_armed = false; // A later completion may arm it again; the cancelled wait ends unheard.
             asio::post(strand, [self = shared_from_this()] {
                 self->flush_posted = false;
                 self->flush();
@@ -770,8 +781,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         record_armed = true;
         record_timer.expires_after(options.record_window);
         record_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (ec)
+                return;
             self->record_armed = false;
-            if (!ec && !self->flush_posted)
+            if (!self->flush_posted)
                 self->flush();
         });
     }
@@ -780,6 +793,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     void flush()
     {
         if (!pending_records.empty()) {
+            // A retry is a row the last claim did not see, due at its countdown.
+            if (std::any_of(pending_records.begin(), pending_records.end(),
+                            [](const AttemptRecord& r) { return r.verdict == AttemptVerdict::retry; }))
+                outbox_unseen = true;
             try {
                 store.record_attempts(pending_records);
                 store_backoff = 0ms;
@@ -1037,6 +1054,11 @@ void Dispatcher::stop(std::chrono::milliseconds deadline)
                                           "they stay in the journal for the next start");
         }
     }
+    // A checkpoint job the timer queued before the stop may still be running: the store must
+    // outlive it.
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (impl_->checkpointing && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(1ms);
 }
 
 void Dispatcher::stop_workers(std::chrono::milliseconds deadline)

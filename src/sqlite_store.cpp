@@ -129,15 +129,15 @@ struct SqliteStore::Impl {
     /// The events of a journal replay that are stored already.
     bool stored(const NewEvent& event);
 
-    /// Records the log's size after each commit; checkpoints it inline only when `checkpoint()`
-    /// has fallen far behind (or was never called: then at SQLite's usual threshold).
+    /// Records the log's size after each commit, and checkpoints it inline once it passes
+    /// 32 MiB: `checkpoint()` keeps it below that while a dispatcher runs, but a busy log that
+    /// a passive checkpoint never catches up with, or a store with no dispatcher, needs this.
     static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
 
     std::string path_;
     SqliteOptions options_;
     std::atomic<int> wal_pages_{0};
     std::int64_t page_bytes_ = 4096; // The file's page size, read once it is open.
-    std::atomic<bool> checkpointed_elsewhere_{false};
     std::mutex checkpoint_mutex_;
     std::unique_ptr<SQLite::Database> checkpointer_; // Opened on the first checkpoint().
     std::optional<SecretBox> box_;
@@ -191,18 +191,17 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
         db_.exec(options_.durability == SqliteDurability::full ? "PRAGMA synchronous = FULL"
                                                                 : "PRAGMA synchronous = NORMAL");
         db_.exec("PRAGMA foreign_keys = ON");
-        // Checkpoints run inside a commit, under the store's lock, and fsync twice. Every small
-        // commit appends ~10 pages, so SQLite's default (1000 pages) checkpointed tens of times a
-        // second; 8192 pages (32 MiB) makes that 8x rarer, and a page that many commits change in
-        // between is written back once. Durability is unchanged: it depends on `synchronous`.
-        // The limit truncates a WAL that a long reader let grow far past that.
+        // A checkpoint fsyncs the log and the database, and commits made meanwhile stall on
+        // the disk. The dispatcher runs them in the background (`checkpoint()`, from 4 MiB of
+        // log); a commit checkpoints itself only past 32 MiB (SQLite's own default is 1000
+        // pages). Durability is unchanged: it depends on `synchronous`. The size limit truncates
+        // a log that a long reader let grow far past that.
         sqlite3_wal_hook(db_.getHandle(), &Impl::on_wal_commit, this);
         db_.exec("PRAGMA journal_size_limit = 67108864");
         // Claims walk the hooks through a recursive query, whose queue is a temporary table.
         // Backed by a file (the default), each one sets up and frees a pager: ~50 us a claim,
         // several times the query itself. Every temporary table here is small.
         db_.exec("PRAGMA temp_store = MEMORY");
-        db_.exec("PRAGMA cache_size = -65536");
         if (!in_memory())
             subscribers_ = std::make_unique<SqliteSubscribers>(path_);
     } catch (const SQLite::Exception& e) {
@@ -576,10 +575,10 @@ std::string SqliteStore::journal_prefix() const
     return impl_->path_ + ".journal";
 }
 
-/// Log sizes past which a commit checkpoints the log itself: 32 MiB while nobody calls
-/// `checkpoint()`, 256 MiB as the backstop once somebody does.
+/// A commit checkpoints the log itself once it holds this much: a passive checkpoint from
+/// `checkpoint()` does not wait for writers, so under a steady stream of commits it may never
+/// reach the log's end, and only a commit's own checkpoint lets the log start over.
 constexpr std::int64_t inline_checkpoint_bytes = 32 << 20;
-constexpr std::int64_t backstop_checkpoint_bytes = 256 << 20;
 /// Below 4 MiB in the log, `checkpoint()` leaves it alone.
 constexpr std::int64_t background_checkpoint_bytes = 4 << 20;
 
@@ -587,10 +586,7 @@ int SqliteStore::Impl::on_wal_commit(void* self, sqlite3* db, const char* name, 
 {
     auto& impl = *static_cast<Impl*>(self);
     impl.wal_pages_.store(pages, std::memory_order_relaxed);
-    const std::int64_t limit = impl.checkpointed_elsewhere_.load(std::memory_order_relaxed)
-                                   ? backstop_checkpoint_bytes
-                                   : inline_checkpoint_bytes;
-    if (std::int64_t{pages} * impl.page_bytes_ >= limit)
+    if (std::int64_t{pages} * impl.page_bytes_ >= inline_checkpoint_bytes)
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     return SQLITE_OK;
 }
@@ -600,7 +596,6 @@ void SqliteStore::checkpoint()
     Impl& impl = *impl_;
     if (impl.in_memory())
         return;
-    impl.checkpointed_elsewhere_ = true;
     if (std::int64_t{impl.wal_pages_.load(std::memory_order_relaxed)} * impl.page_bytes_ < background_checkpoint_bytes)
         return;
     std::lock_guard lock{impl.checkpoint_mutex_};
@@ -720,7 +715,8 @@ EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vecto
         insert_outbox->bind(":hook_id", hook_id);
         if (leased_to != nullptr) {
             insert_outbox->bind(":owner", event.handoff_worker);
-            insert_outbox->bind(":expires", to_micros(event.handoff_lease_until));
+            // From the write, not the call: the event may have waited for the store meanwhile.
+            insert_outbox->bind(":expires", to_micros(Clock::now() + event.handoff_lease));
         } else {
             insert_outbox->bind(":owner");
             insert_outbox->bind(":expires");

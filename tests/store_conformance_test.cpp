@@ -719,8 +719,10 @@ TEMPLATE_LIST_TEST_CASE("deliveries handed off at enqueue are leased to their wo
     event.hook_ids = std::vector<std::int64_t>{a.id, b.id, c.id};
     event.handoff_hook_ids = {a.id, c.id};
     event.handoff_worker = "w";
-    event.handoff_lease_until = t0 + 10s;
+    event.handoff_lease = 10s;
+    const TimePoint before = Clock::now();
     const EnqueuedEvent written = store.enqueue_events(std::span(&event, 1)).at(0);
+    const TimePoint after = Clock::now();
     REQUIRE(written.delivery_ids.size() == 3);
 
     // Only the active hook's delivery is handed off, with everything needed to send it.
@@ -734,15 +736,18 @@ TEMPLATE_LIST_TEST_CASE("deliveries handed off at enqueue are leased to their wo
     CHECK(sent.created == t0);
     require_same_hook(sent.hook, a);
 
-    // Leased to "w": another worker claims the unleased row of b, not a's; c is inactive.
-    CHECK(ids_of(store.claim_due(claim_by("x", t0 + 1s))) == std::vector<std::int64_t>{written.delivery_ids[1]});
+    // Leased to "w" for 10 s from the write: another worker claims the unleased row of b, not
+    // a's; c is inactive.
+    CHECK(ids_of(store.claim_due(claim_by("x", after + 1s))) == std::vector<std::int64_t>{written.delivery_ids[1]});
     const auto outbox = store.list_outbox({}).items;
     const auto entry = std::find_if(outbox.begin(), outbox.end(),
                                     [&](const OutboxEntry& e) { return e.delivery_id == sent.delivery_id; });
     REQUIRE(entry != outbox.end());
-    CHECK(entry->lease_expires == t0 + 10s);
+    REQUIRE(entry->lease_expires);
+    CHECK(*entry->lease_expires >= before + 10s - 1ms);
+    CHECK(*entry->lease_expires <= after + 10s + 1ms);
     // If "w" never reports, the row is claimable once the lease runs out.
-    CHECK(ids_of(store.claim_due(claim_by("x", t0 + 10s))) == std::vector<std::int64_t>{sent.delivery_id});
+    CHECK(ids_of(store.claim_due(claim_by("x", after + 10500ms))) == std::vector<std::int64_t>{sent.delivery_id});
 
     // Its outcome is recorded like a claimed delivery's.
     store.record_attempts(std::vector{attempt_report(sent.delivery_id, "x", 1, AttemptVerdict::delivered, 200)});
@@ -761,7 +766,7 @@ TEMPLATE_LIST_TEST_CASE("a duplicate event hands nothing off", "[store]", Stores
     event.replayed = true;
     event.handoff_hook_ids = {a.id};
     event.handoff_worker = "w";
-    event.handoff_lease_until = t0 + 10s;
+    event.handoff_lease = 10s;
     const EnqueuedEvent again = store.enqueue_events(std::span(&event, 1)).at(0);
     CHECK(again.duplicate);
     CHECK(again.handed_off.empty());

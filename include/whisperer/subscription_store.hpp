@@ -85,12 +85,12 @@ struct NewEvent {
     /// uuid exists, nothing is written and the result is a duplicate.
     bool replayed = false;
     /// Hooks of `hook_ids` whose deliveries a dispatcher will send at once: they are written
-    /// leased to `handoff_worker` until `handoff_lease_until`, so no claim is needed, and
+    /// leased to `handoff_worker` for `handoff_lease` from the write, so no claim is needed, and
     /// returned in `EnqueuedEvent::handed_off`. A hook no longer active is written unleased.
     /// A store may ignore this (and hand nothing off); the deliveries are then claimed as usual.
     std::vector<std::int64_t> handoff_hook_ids;
     std::string handoff_worker;
-    TimePoint handoff_lease_until{};
+    std::chrono::milliseconds handoff_lease{0};
 };
 
 /// A delivery a worker has leased, with everything needed to send it.

@@ -2,6 +2,7 @@
 #ifndef WHISPERER_SRC_DETAIL_DELIVERY_SLOTS_HPP
 #define WHISPERER_SRC_DETAIL_DELIVERY_SLOTS_HPP
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -25,12 +26,15 @@ public:
     std::size_t hook_quota() const noexcept { return hook_quota_; }
 
     /// Reserves a slot for each of `hook_ids` that fits, in order; returns those that got one.
+    /// Hand-offs leave a quarter of the slots to claims, so that retries, events that did not
+    /// fit and other processes' rows keep moving while new events arrive.
     std::vector<std::int64_t> reserve(std::span<const std::int64_t> hook_ids)
     {
         std::vector<std::int64_t> taken;
+        const std::size_t limit = max_total_ - max_total_ / 4;
         std::lock_guard lock{mutex_};
         for (std::int64_t hook : hook_ids) {
-            if (held_ + reserved_ >= max_total_)
+            if (held_ + reserved_ >= limit)
                 break;
             std::size_t& n = per_hook_[hook];
             if (n >= hook_quota_)
@@ -91,6 +95,7 @@ public:
     void freed(std::size_t n)
     {
         std::lock_guard lock{mutex_};
+        assert(n <= held_);
         held_ -= std::min(n, held_);
     }
 
