@@ -773,6 +773,47 @@ TEMPLATE_LIST_TEST_CASE("a duplicate event hands nothing off", "[store]", Stores
     CHECK(store.list_outbox({}).items.size() == 1);
 }
 
+TEMPLATE_LIST_TEST_CASE("every claim sends with the hook as stored then: changed fields, rotated and expired "
+                        "secrets, health", "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    // Claims one new delivery and, unless told to keep it, records it as delivered.
+    auto claim_one = [&](TimePoint now, bool keep = false) {
+        enqueue_one(store, sample_event("package-created", now));
+        auto claimed = store.claim_due(claim_by("w", now));
+        REQUIRE(claimed.size() == 1);
+        if (!keep)
+            store.record_attempts(
+                std::vector{attempt_report(claimed[0].delivery_id, "w", 1, AttemptVerdict::delivered, 200)});
+        return claimed[0];
+    };
+    CHECK(claim_one(t0).hook.target_url == "https://a.example/");
+
+    Hook changed = *store.find_hook(hook.id);
+    changed.target_url = "https://b.example/";
+    changed.additional_headers = {{"X-Tenant", "bob"}};
+    store.update_hook(changed);
+    const Hook after_update = claim_one(t0 + 1s).hook;
+    CHECK(after_update.target_url == "https://b.example/");
+    CHECK(after_update.additional_headers == boost::json::object{{"X-Tenant", "bob"}});
+
+    store.rotate_secret(hook.id, {.new_secret = "new-secret", .grace_period = 1h, .now = t0});
+    const Hook during_grace = claim_one(t0 + 2s).hook;
+    CHECK(during_grace.secret_key == "new-secret");
+    REQUIRE(during_grace.retired_secrets.size() == 1);
+    CHECK(during_grace.retired_secrets[0].secret == hook.secret_key);
+    const ClaimedDelivery late = claim_one(t0 + 2h, true);
+    CHECK(late.hook.retired_secrets.empty()); // Expired between two claims.
+    CHECK(late.hook.failed_attempts == 0);
+
+    store.record_attempts(std::vector{attempt_report(late.delivery_id, "w", 1, AttemptVerdict::retry, 500, t0 + 5h)});
+    const Hook failing = claim_one(t0 + 3h).hook;
+    CHECK(failing.failed_attempts == 1);
+    CHECK(failing.failing_since);
+}
+
 TEMPLATE_LIST_TEST_CASE("a leased row is claimed again only after its lease expires", "[store]", Stores)
 {
     TestType fixture;
