@@ -64,7 +64,7 @@ HttpClientOptions client_options(const DispatcherOptions& o)
 
 std::string random_worker_id()
 {
-    return "worker-" + new_event_uuid().substr(0, 16);
+    return "worker-" + new_event_uuid().substr(16); // The random half.
 }
 
 /// Deliveries of one hook in flight at most: a quarter of the slots (at least two per

@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include <chrono>
+#include <cstdint>
 #include <stdexcept>
 
 namespace whisperer {
@@ -26,7 +28,15 @@ std::string new_event_uuid()
     unsigned char bytes[16];
     if (RAND_bytes(bytes, sizeof bytes) != 1)
         throw std::runtime_error("whisperer: the system's random generator failed");
-    bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x40); // version 4
+    // Version 7 (RFC 9562): the first 48 bits are the Unix time in milliseconds, so new ids
+    // sort after old ones and the store's uuid index grows at its end, one page per commit,
+    // instead of taking a random page per event.
+    const auto millis = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    for (int i = 0; i < 6; ++i)
+        bytes[i] = static_cast<unsigned char>(millis >> (8 * (5 - i)));
+    bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x70); // version 7
     bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3f) | 0x80); // RFC 4122 variant
     static constexpr char hex[] = "0123456789abcdef";
     std::string uuid(32, '0');

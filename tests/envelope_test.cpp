@@ -4,8 +4,10 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <chrono>
 #include <set>
 #include <string>
+#include <thread>
 
 using namespace whisperer;
 namespace json = boost::json;
@@ -65,18 +67,36 @@ TEST_CASE("make_envelope has exactly the event and data keys", "[envelope]")
     CHECK(envelope.at("data") == seed_data());
 }
 
-TEST_CASE("new_event_uuid returns 32 lowercase hex digits of a version 4 UUID", "[envelope]")
+TEST_CASE("new_event_uuid returns 32 lowercase hex digits of a version 7 UUID that starts with the time",
+          "[envelope]")
 {
     for (int i = 0; i < 100; ++i) {
+        const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
         const std::string uuid = new_event_uuid();
+        const auto after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
         INFO(uuid);
         REQUIRE(uuid.size() == 32);
         for (char c : uuid)
             CHECK(((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')));
-        CHECK(uuid[12] == '4');
+        CHECK(uuid[12] == '7');
         CHECK(std::string_view("89ab").find(uuid[16]) != std::string_view::npos);
         CHECK(is_event_uuid(uuid));
+        const auto millis = static_cast<long long>(std::stoull(uuid.substr(0, 12), nullptr, 16));
+        CHECK(millis >= before);
+        CHECK(millis <= after);
     }
+}
+
+TEST_CASE("uuids of later events sort after earlier ones", "[envelope]")
+{
+    const std::string earlier = new_event_uuid();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const std::string later = new_event_uuid();
+    CHECK(earlier < later);
 }
 
 TEST_CASE("new_event_uuid does not repeat over many calls", "[envelope]")

@@ -22,7 +22,9 @@ std::string_view to_string(DataKey key) noexcept;
 boost::json::object make_envelope(std::string_view event_type, std::string_view uuid,
                                   boost::json::value data, DataKey key = DataKey::data);
 
-/// A new event id: 32 lowercase hex digits from a CSPRNG (a version 4 UUID without dashes).
+/// A new event id: a version 7 UUID (RFC 9562) as 32 lowercase hex digits, without dashes:
+/// 48 bits of Unix time in milliseconds, then 74 bits from a CSPRNG. Ids of later events sort
+/// after those of earlier ones (to the millisecond).
 std::string new_event_uuid();
 
 /// True when `uuid` is 32 lowercase hex digits.

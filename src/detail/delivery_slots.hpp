@@ -26,21 +26,23 @@ public:
     std::size_t hook_quota() const noexcept { return hook_quota_; }
 
     /// Reserves a slot for each of `hook_ids` that fits, in order; returns those that got one.
-    /// Hand-offs leave a quarter of the slots to claims, so that retries, events that did not
-    /// fit and other processes' rows keep moving while new events arrive.
+    /// Hand-offs leave a quarter of the slots to claims (counting what is held, not what a
+    /// running claim reserved), so that retries, events that did not fit and other processes'
+    /// rows keep moving while new events arrive.
     std::vector<std::int64_t> reserve(std::span<const std::int64_t> hook_ids)
     {
         std::vector<std::int64_t> taken;
-        const std::size_t limit = max_total_ - max_total_ / 4;
+        const std::size_t handoff_limit = max_total_ - max_total_ / 4;
         std::lock_guard lock{mutex_};
         for (std::int64_t hook : hook_ids) {
-            if (held_ + reserved_ >= limit)
+            if (held_ + reserved_ >= max_total_ || held_ + handoff_reserved_ >= handoff_limit)
                 break;
             std::size_t& n = per_hook_[hook];
             if (n >= hook_quota_)
                 continue;
             ++n;
             ++reserved_;
+            ++handoff_reserved_;
             taken.push_back(hook);
         }
         return taken;
@@ -52,6 +54,7 @@ public:
         std::lock_guard lock{mutex_};
         for (std::int64_t hook : hook_ids) {
             --reserved_;
+            --handoff_reserved_;
             drop_hook(hook);
         }
     }
@@ -61,6 +64,7 @@ public:
     {
         std::lock_guard lock{mutex_};
         reserved_ -= n;
+        handoff_reserved_ -= n;
         held_ += n;
     }
 
@@ -124,7 +128,8 @@ private:
     const std::size_t hook_quota_;
     mutable std::mutex mutex_;
     std::size_t held_ = 0;     // Claimed or handed off, started, outcome not yet recorded.
-    std::size_t reserved_ = 0; // Reserved for hand-offs and claims not yet started.
+    std::size_t reserved_ = 0;         // Reserved for hand-offs and claims not yet started.
+    std::size_t handoff_reserved_ = 0; // Of reserved_, those for hand-offs.
     std::unordered_map<std::int64_t, std::size_t> per_hook_;
 };
 
