@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <future>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -314,10 +315,15 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             journal->settle(ticket);
             return;
         }
-        std::vector<std::int64_t> unused = reserved;
+        std::vector<std::int64_t> taken;
+        taken.reserve(handed_off.size());
         for (const ClaimedDelivery& d : handed_off)
-            if (auto it = std::find(unused.begin(), unused.end(), d.hook.id); it != unused.end())
-                unused.erase(it);
+            taken.push_back(d.hook.id);
+        std::vector<std::int64_t> wanted = reserved;
+        std::sort(wanted.begin(), wanted.end());
+        std::sort(taken.begin(), taken.end());
+        std::vector<std::int64_t> unused;
+        std::set_difference(wanted.begin(), wanted.end(), taken.begin(), taken.end(), std::back_inserter(unused));
         slots.unreserve(unused);
         if (handed_off.empty()) {
             journal->settle(ticket);
