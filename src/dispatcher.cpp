@@ -609,6 +609,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         // read through, and whatever is claimed can start.
         const std::size_t quota = hook_quota();
         request.per_hook_limit = quota;
+        request.min_share = options.claim_min_share;
         for (const auto& [hook, n] : slots.per_hook()) {
             const std::size_t left = n < quota ? quota - n : 0;
             // A hook this close to its quota waits for its completions, which pump again, rather

@@ -1,12 +1,39 @@
 #include "detail/group_commit.hpp"
 
+#include <algorithm>
 #include <memory>
 
 namespace whisperer::detail {
 
-GroupCommit::GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch)
-    : store_(store), spawn_(std::move(spawn)), max_batch_(max_batch)
+GroupCommit::GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch,
+                         std::size_t max_batch_deliveries)
+    : store_(store), spawn_(std::move(spawn)), max_batch_(max_batch), max_batch_deliveries_(max_batch_deliveries)
 {
+}
+
+std::vector<GroupCommit::Request*> GroupCommit::next_batch()
+{
+    // An event whose hooks are chosen at the write counts as one delivery: its count is unknown.
+    auto deliveries_of = [](const Request* r) {
+        return r->event.hook_ids ? std::max<std::size_t>(1, r->event.hook_ids->size()) : std::size_t{1};
+    };
+    std::size_t taken = 0;
+    std::size_t deliveries = 0;
+    while (taken < queue_.size() && taken < max_batch_) {
+        const std::size_t more = deliveries_of(queue_[taken]);
+        if (taken > 0 && deliveries + more > max_batch_deliveries_)
+            break;
+        deliveries += more;
+        ++taken;
+    }
+    std::vector<Request*> batch;
+    if (taken == queue_.size()) {
+        batch.swap(queue_);
+    } else {
+        batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(taken));
+        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(taken));
+    }
+    return batch;
 }
 
 EnqueuedEvent GroupCommit::commit(NewEvent event)
@@ -43,13 +70,7 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
 {
     leading_ = true;
     while (!queue_.empty()) {
-        std::vector<Request*> batch;
-        if (queue_.size() <= max_batch_) {
-            batch.swap(queue_);
-        } else {
-            batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(max_batch_));
-            queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(max_batch_));
-        }
+        std::vector<Request*> batch = next_batch();
         lock.unlock();
 
         std::vector<NewEvent> events;

@@ -979,7 +979,8 @@ std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
         std::sort(candidates.begin(), candidates.end(), [](const ClaimCandidate& a, const ClaimCandidate& b) {
             return std::tie(a.first_due, a.hook_id) < std::tie(b.first_due, b.hook_id);
         });
-        const std::size_t share = std::max<std::size_t>(1, request.limit / candidates.size());
+        const std::size_t share =
+            std::max({std::size_t{1}, request.min_share, request.limit / candidates.size()});
         for (ClaimCandidate& candidate : candidates) {
             if (claimed.size() >= request.limit)
                 break;

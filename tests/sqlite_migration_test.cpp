@@ -147,3 +147,42 @@ TEST_CASE("a version 4 database file is migrated to the per-hook outbox index an
     REQUIRE(claimed.size() == 1);
     CHECK(claimed[0].delivery_id == delivery_id);
 }
+
+TEST_CASE("a version 5 database file is migrated to hook indexes without the state, and its failed "
+          "deliveries are still found",
+          "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    std::int64_t hook_id = 0;
+    std::vector<std::int64_t> delivery_ids;
+    {
+        SqliteStore store{path};
+        hook_id = store.create_hook(sample_hook("alice", "https://a.example/")).id;
+        std::vector<NewEvent> events{sample_event(), sample_event()};
+        for (const EnqueuedEvent& enqueued : store.enqueue_events(events))
+            delivery_ids.push_back(enqueued.delivery_ids.at(0));
+        std::vector<AttemptRecord> failures;
+        for (const ClaimedDelivery& claimed : store.claim_due(claim_by("w", t0)))
+            failures.push_back(attempt_report(claimed.delivery_id, "w", 1, AttemptVerdict::failed, 500));
+        REQUIRE(failures.size() == 2);
+        store.record_attempts(failures);
+    }
+    // What version 5 had: one index of a hook's deliveries by state and creation.
+    exec_on_file(path, "DROP INDEX deliveries_hook_id; DROP INDEX deliveries_hook_failed;"
+                       "CREATE INDEX deliveries_hook ON deliveries (hook_id, state, created);"
+                       "PRAGMA user_version = 5;");
+
+    SqliteStore store{path};
+    CHECK(user_version(path) == SqliteStore::schema_version());
+    CHECK(SqliteStore::schema_version() >= 6);
+    CHECK(index_exists(path, "deliveries_hook_id"));
+    CHECK(index_exists(path, "deliveries_hook_failed"));
+    CHECK_FALSE(index_exists(path, "deliveries_hook"));
+    DeliveryQuery by_hook;
+    by_hook.hook_id = hook_id;
+    CHECK(store.list_deliveries(by_hook).items.size() == 2);
+    CHECK(store.requeue_failed(hook_id, t0 - 1h, t0 + 1h, t0) == 2);
+    CHECK(store.find_delivery(delivery_ids[0])->state == DeliveryState::pending);
+    CHECK(store.requeue_failed(hook_id, t0 - 1h, t0 + 1h, t0) == 0);
+}

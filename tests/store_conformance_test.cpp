@@ -933,6 +933,27 @@ TEMPLATE_LIST_TEST_CASE("claim_due takes at most each hook's limit, serving the 
         // The late hook's row is now the oldest waiting of any hook but the busy one's.
         CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[2], late_id});
     }
+    SECTION("with a minimum share, the hooks waiting longest take that many each, the others wait")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 4);
+        request.min_share = 2;
+        // Three hooks wait and four rows fit: two each for the two hooks waiting longest.
+        CHECK(ids_of(store.claim_due(request)) ==
+              std::vector<std::int64_t>{busy_ids[0], busy_ids[1], quiet_first, quiet_second});
+        // The late hook, left out, is served by the next claim.
+        request.limit = 3;
+        CHECK(ids_of(store.claim_due(request)) == std::vector<std::int64_t>{busy_ids[2], busy_ids[3], late_id});
+    }
+    SECTION("a minimum share stays within each hook's limit")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 6);
+        request.min_share = 8;
+        request.per_hook_limit = 3;
+        const auto hooks = hooks_of(store.claim_due(request));
+        CHECK(hooks.count(busy.id) == 3);
+        CHECK(hooks.count(quiet.id) == 2);
+        CHECK(hooks.count(late.id) == 1);
+    }
     SECTION("a hook's own limit overrides the per-hook limit")
     {
         ClaimRequest request = claim_by("w", t0 + 1s, 64);

@@ -130,6 +130,11 @@ struct ClaimRequest {
     /// Hooks with a limit of their own, such as what is left of a dispatcher's quota for a hook
     /// that has deliveries in flight. At most one entry per hook.
     std::vector<HookClaimLimit> hook_limits;
+    /// Rows a hook's turn takes at least (within its limit), when there are more hooks waiting
+    /// than `limit` gives each one row: the hooks waiting longest then take this many each and
+    /// the others wait for the next claim. A hook's rows sit together in the store's indexes, so
+    /// rows claimed (and later recorded) together cost fewer writes than one row of each hook.
+    std::size_t min_share = 1;
 };
 
 /// What to do with a delivery after an attempt.
@@ -232,7 +237,9 @@ public:
     // --- the outbox, for dispatchers -------------------------------------------------------------
     /// Leases up to `limit` due rows whose lease is free or expired, of active hooks only, and
     /// no more of one hook than its limit (`hook_limits`, else `per_hook_limit`). Hooks take
-    /// turns by their oldest due row, so the hooks waiting longest are served first; the rows
+    /// turns by their oldest due row, so the hooks waiting longest are served first: each takes
+    /// an equal share of `limit` (at least `min_share`), then hooks with more rows take the room
+    /// left. The rows
     /// come back in due order. Must not read through the backlog of a hook it takes nothing from
     /// (an inactive hook, or one whose limit is zero): its cost grows with the rows it returns
     /// and the hooks that have rows, not with the rows waiting.

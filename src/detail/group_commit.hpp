@@ -16,7 +16,10 @@ namespace whisperer::detail {
 /// The first caller to arrive becomes the leader: it takes every event queued so far, writes
 /// them with one `enqueue_events` call, hands each caller its result, and repeats while more
 /// arrived meanwhile. Callers that arrive during a commit wait for the next one. A single
-/// caller pays one transaction; a burst pays one per batch. Thread-safe.
+/// caller pays one transaction; a burst pays one per batch. A batch holds at most `max_batch`
+/// events and, past its first event, at most `max_batch_deliveries` deliveries (hooks chosen at
+/// acceptance), so that an event for a thousand hooks does not hold the store's one writer (and
+/// every claim and record waiting for it) through one long transaction. Thread-safe.
 class GroupCommit {
 public:
     /// Receives the commit's error or result, and the event back (to submit again after an error).
@@ -24,7 +27,8 @@ public:
     /// Runs a leader's loop somewhere else (the dispatcher's executor), for async submissions.
     using Spawn = std::function<void(std::function<void()>)>;
 
-    GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch = 1024);
+    GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch = 1024,
+                std::size_t max_batch_deliveries = 4096);
 
     /// Writes `event` and returns once it is committed; rethrows the store's error.
     EnqueuedEvent commit(NewEvent event);
@@ -43,10 +47,13 @@ private:
 
     /// Commits batches until the queue is empty. Called with `lock` held; returns with it held.
     void lead(std::unique_lock<std::mutex>& lock);
+    /// Takes the next batch off the queue (at least one request). Called with the lock held.
+    std::vector<Request*> next_batch();
 
     SubscriptionStore& store_;
     Spawn spawn_;
     std::size_t max_batch_;
+    std::size_t max_batch_deliveries_;
     std::mutex mutex_;
     std::condition_variable committed_;
     std::vector<Request*> queue_;

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdint>
 #include <initializer_list>
+#include <mutex>
+#include <vector>
 
 namespace whisperer::test {
 
@@ -64,7 +66,17 @@ public:
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
     {
         check(StoreOp::enqueue);
+        {
+            std::lock_guard lock(batches_mutex_);
+            batches_.push_back(events.size());
+        }
         return store_.enqueue_events(events);
+    }
+    /// How many events each `enqueue_events` call passed on, in order.
+    std::vector<std::size_t> enqueue_batches() const
+    {
+        std::lock_guard lock(batches_mutex_);
+        return batches_;
     }
     std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override
     {
@@ -150,6 +162,8 @@ private:
     SubscriptionStore& store_;
     std::atomic<std::uint32_t> failing_{0};
     std::atomic<std::size_t> refused_{0};
+    mutable std::mutex batches_mutex_;
+    std::vector<std::size_t> batches_;
 };
 
 } // namespace whisperer::test
