@@ -26,6 +26,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace whisperer {
 
@@ -124,6 +125,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::map<std::string, HookCallback, std::less<>> callbacks; // Written before use only.
     std::set<std::string, std::less<>> callback_names;
     std::atomic<bool> wake_posted{false};
+    std::atomic<bool> wake_all{false};        // A wake-up for any rows, not only of woken_hooks.
+    std::mutex woken_mutex;
+    std::vector<std::int64_t> woken_hooks;    // Hooks with new rows since the last wake-up ran.
     std::atomic<bool> running_for_callers{false}; // Between start() and stop(), as callers see it.
     const std::string journal_prefix;                // Where journals of this store live; may be empty.
     std::unique_ptr<detail::EventJournal> journal;   // Null when events commit before returning.
@@ -156,7 +160,11 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     // Whether the outbox may hold rows the last claim did not see: new events, retries falling due,
     // rows of other processes, or rows a claim left for want of room. Completions alone do not set it.
     bool outbox_unseen = true;
-    bool hooks_held_back = false; // The last claim may have left rows for want of a hook's quota.
+    // Hooks that may have rows left for want of their quota (a claim gave them no room, or they
+    // took all it gave, or a wake-up brought them rows while they were that full). Their own
+    // completions claim again, once they have room (`hooks_held_back`); others' do not.
+    std::unordered_set<std::int64_t> held_back_hooks;
+    bool hooks_held_back = false; // A hook of held_back_hooks has room again.
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
     asio::steady_timer retention_timer;
@@ -189,10 +197,42 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     /// Lets the workers look at the outbox now (after new rows were written).
     void wake()
     {
+        wake_all = true;
+        post_wake();
+    }
+
+    /// Lets the workers look at the outbox for new rows of `hooks`. A hook that holds so much of
+    /// its quota that a claim would give it nothing is left to its own completions instead: a
+    /// stalled receiver's new rows then cost no claim each.
+    void wake_hooks(std::vector<std::int64_t> hooks)
+    {
+        {
+            std::lock_guard lock{woken_mutex};
+            woken_hooks.insert(woken_hooks.end(), hooks.begin(), hooks.end());
+        }
+        post_wake();
+    }
+
+    void post_wake()
+    {
         if (wake_posted.exchange(true))
             return;
         asio::post(strand, [self = shared_from_this()] {
             self->wake_posted = false;
+            std::vector<std::int64_t> hooks;
+            {
+                std::lock_guard lock{self->woken_mutex};
+                hooks.swap(self->woken_hooks);
+            }
+            bool claimable = self->wake_all.exchange(false);
+            for (std::int64_t hook : hooks) {
+                if (self->quota_held(hook))
+                    self->held_back_hooks.insert(hook);
+                else
+                    claimable = true;
+            }
+            if (!claimable)
+                return;
             self->outbox_unseen = true;
             if (self->in_flight.empty()) {
                 self->pump(); // Idle: claim at once, for latency.
@@ -276,6 +316,21 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         return result;
     }
 
+    /// The hooks of `hook_ids` that no delivery of `handed_off` is for: a claim must send those.
+    static std::vector<std::int64_t> hooks_not_handed_off(std::vector<std::int64_t> hook_ids,
+                                                          const std::vector<ClaimedDelivery>& handed_off)
+    {
+        std::vector<std::int64_t> taken;
+        taken.reserve(handed_off.size());
+        for (const ClaimedDelivery& d : handed_off)
+            taken.push_back(d.hook.id);
+        std::sort(hook_ids.begin(), hook_ids.end());
+        std::sort(taken.begin(), taken.end());
+        std::vector<std::int64_t> left;
+        std::set_difference(hook_ids.begin(), hook_ids.end(), taken.begin(), taken.end(), std::back_inserter(left));
+        return left;
+    }
+
     /// Writes a journaled event to the store, again and again until that works.
     void store_accepted(NewEvent accepted, detail::EventJournal::Ticket ticket)
     {
@@ -285,8 +340,15 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             if (!error) {
                 --self->unstored;
                 const bool all_handed_off = written.handed_off.size() == written.delivery_ids.size();
+                std::vector<std::int64_t> claim_hooks;
+                if (!all_handed_off && event.hook_ids)
+                    claim_hooks = hooks_not_handed_off(*event.hook_ids, written.handed_off);
                 self->take_handoff(event.handoff_hook_ids, std::move(written.handed_off), std::move(ticket));
-                if (!written.delivery_ids.empty() && !all_handed_off)
+                if (written.delivery_ids.empty() || all_handed_off)
+                    return;
+                if (event.hook_ids)
+                    self->wake_hooks(std::move(claim_hooks));
+                else
                     self->wake();
                 return;
             }
@@ -648,7 +710,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         slots.claimed(request.limit, claimed_hooks);
         const bool full = claimed.size() == request.limit;
         outbox_unseen = full;
-        hooks_held_back = held_back(request, claimed_hooks);
+        hooks_held_back = false;
+        add_held_back(request, claimed_hooks);
         start(std::move(claimed));
         if (full) {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
@@ -661,18 +724,26 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
 
     std::size_t hook_quota() const { return slots.hook_quota(); }
 
-    /// Whether `request` may have left claimable rows of some hook for want of its quota: a
-    /// hook it gave no room, or one that took all the room it had.
-    static bool held_back(const ClaimRequest& request, const std::vector<std::int64_t>& claimed_hooks)
+    /// Adds to `held_back_hooks` the hooks `request` may have left claimable rows of for want of
+    /// their quota: a hook it gave no room, or one that took all the room it had.
+    void add_held_back(const ClaimRequest& request, const std::vector<std::int64_t>& claimed_hooks)
     {
         std::unordered_map<std::int64_t, std::size_t> taken;
         for (std::int64_t hook : claimed_hooks)
             ++taken[hook];
         for (const HookClaimLimit& h : request.hook_limits)
             if (h.limit == 0 || taken[h.hook_id] >= h.limit)
-                return true;
-        return std::any_of(taken.begin(), taken.end(),
-                           [&](const auto& entry) { return entry.second >= request.per_hook_limit; });
+                held_back_hooks.insert(h.hook_id);
+        for (const auto& [hook, n] : taken)
+            if (n >= request.per_hook_limit)
+                held_back_hooks.insert(hook);
+    }
+
+    /// Whether `hook` holds so much of its quota that a claim would give it no room (see pump()).
+    bool quota_held(std::int64_t hook) const
+    {
+        const std::size_t quota = hook_quota();
+        return slots.held_by(hook) > quota - quota / 4;
     }
 
     /// Arms the wake-up timer for the next due row (or the idle poll, whichever comes first).
@@ -743,6 +814,11 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     {
         in_flight.erase(delivery->delivery_id);
         slots.finished(delivery->hook.id);
+        if (auto held = held_back_hooks.find(delivery->hook.id);
+            held != held_back_hooks.end() && !quota_held(delivery->hook.id)) {
+            held_back_hooks.erase(held);
+            hooks_held_back = true;
+        }
         count.in_flight--;
         if (shutting_down && result.failure == FailureClass::io) {
             // Cut by stop(): not an attempt of the receiver's; the lease is released instead.

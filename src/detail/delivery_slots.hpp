@@ -110,6 +110,14 @@ public:
         return held_ + reserved_;
     }
 
+    /// Deliveries of `hook` reserved or in flight.
+    std::size_t held_by(std::int64_t hook) const
+    {
+        std::lock_guard lock{mutex_};
+        auto it = per_hook_.find(hook);
+        return it == per_hook_.end() ? 0 : it->second;
+    }
+
     /// Each hook with deliveries reserved or in flight, and how many.
     std::vector<std::pair<std::int64_t, std::size_t>> per_hook() const
     {

@@ -108,8 +108,15 @@ public:
     std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) override
     {
         check(StoreOp::claim);
-        return store_.claim_due(request);
+        auto claimed = store_.claim_due(request);
+        ++claims_;
+        if (claimed.empty())
+            ++empty_claims_;
+        return claimed;
     }
+    /// Claims made so far, and of those the ones that found nothing.
+    std::size_t claims() const { return claims_; }
+    std::size_t empty_claims() const { return empty_claims_; }
     void renew_leases(const std::string& worker, std::span<const std::int64_t> ids, TimePoint until) override
     {
         check(StoreOp::leases);
@@ -127,6 +134,17 @@ public:
     }
     std::optional<TimePoint> next_due() override { check(StoreOp::claim); return store_.next_due(); }
     void checkpoint() override { store_.checkpoint(); }
+    /// Not offered unless `offer_journal()` was called: `deliver_event` then commits each event
+    /// before it returns, so a refused enqueue fails the call itself.
+    std::string journal_prefix() const override { return journal_ ? store_.journal_prefix() : std::string{}; }
+    std::vector<std::int64_t> subscriber_ids(const std::string& event_type,
+                                             const boost::json::object& config_filter = {}) override
+    {
+        check(StoreOp::hooks);
+        return store_.subscriber_ids(event_type, config_filter);
+    }
+    /// From now on, offers the wrapped store's journal (for a dispatcher not yet constructed).
+    void offer_journal() { journal_ = true; }
     Page<OutboxEntry> list_outbox(const OutboxQuery& query) override
     {
         check(StoreOp::read_deliveries);
@@ -162,6 +180,9 @@ private:
     SubscriptionStore& store_;
     std::atomic<std::uint32_t> failing_{0};
     std::atomic<std::size_t> refused_{0};
+    std::atomic<std::size_t> claims_{0};
+    bool journal_ = false;
+    std::atomic<std::size_t> empty_claims_{0};
     mutable std::mutex batches_mutex_;
     std::vector<std::size_t> batches_;
 };
