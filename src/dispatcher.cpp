@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <iterator>
 #include <map>
@@ -175,6 +176,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     asio::steady_timer stop_timer;
     asio::steady_timer checkpoint_timer;
     std::atomic<bool> checkpointing{false}; // A checkpoint job is queued or running.
+    std::mutex checkpoint_mutex;             // With checkpoint_done: stop() waits for that job.
+    std::condition_variable checkpoint_done;
     std::shared_ptr<std::promise<void>> stopped;
 
     void log(LogLevel level, const std::string& message) const
@@ -953,7 +956,11 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                     } catch (const std::exception& e) {
                         self->log(LogLevel::warning, std::string("store checkpoint failed: ") + e.what());
                     }
-                    self->checkpointing = false;
+                    {
+                        std::lock_guard lock{self->checkpoint_mutex};
+                        self->checkpointing = false;
+                    }
+                    self->checkpoint_done.notify_all();
                 });
             self->schedule_checkpoint();
         });
@@ -1139,9 +1146,8 @@ void Dispatcher::stop(std::chrono::milliseconds deadline)
     }
     // A checkpoint job the timer queued before the stop may still be running: the store must
     // outlive it.
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (impl_->checkpointing && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(1ms);
+    std::unique_lock lock{impl_->checkpoint_mutex};
+    impl_->checkpoint_done.wait_for(lock, deadline, [&] { return !impl_->checkpointing; });
 }
 
 void Dispatcher::stop_workers(std::chrono::milliseconds deadline)
