@@ -57,13 +57,25 @@ constexpr std::string_view claimable =
 
 /// A hook with claimable rows, how many of them this claim may take, and what it took.
 struct ClaimCandidate {
-    std::int64_t first_due = 0;
+    std::int64_t first_due = 0; ///< Of its oldest claimable row not taken yet.
     std::int64_t hook_id = 0;
     std::size_t limit = 0;
     std::size_t taken = 0;
-    bool exhausted = false; ///< A take found fewer rows than it asked for.
+    bool exhausted = false; ///< A take left no claimable row of the hook.
     std::optional<Hook> hook;
 };
+
+/// A claim's walk over the hooks with rows, kept for the claims that follow (see `claim_due`).
+struct ClaimWalk {
+    std::vector<ClaimCandidate> hooks; ///< Hooks with claimable rows left, their oldest's due time.
+    std::int64_t now = 0;              ///< The claim time of the walk, in micros.
+    std::int64_t data_version = 0;     ///< `PRAGMA data_version` then: other connections' commits.
+    bool valid = false;
+};
+
+/// How long a walk may serve the claims after it: rows that fall due or whose lease runs out
+/// meanwhile wait at most this long for a walk that sees them, and only while claims are full.
+constexpr std::int64_t max_walk_age_us = 100'000;
 
 } // namespace
 
@@ -125,6 +137,17 @@ struct SqliteStore::Impl {
     void record_health(const AttemptRecord& record);
     void take_rows(ClaimCandidate& candidate, std::size_t n, const ClaimRequest& request,
                    std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed);
+    /// Every active hook with claimable rows at `now`, and its oldest one's due time.
+    std::vector<ClaimCandidate> walk_hooks(TimePoint now);
+    /// Gives `candidates` their turns of `request` (see `claim_due`); `taken` counts, per hook,
+    /// the rows this claim has taken so far, over several calls.
+    void take_turns(std::vector<ClaimCandidate>& candidates, const ClaimRequest& request,
+                    const std::function<std::size_t(std::int64_t)>& limit_of,
+                    std::map<std::int64_t, std::size_t>& taken,
+                    std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed);
+    /// The last claim's walk is stale: this connection wrote rows or hooks it does not know of.
+    void forget_walk() noexcept { walk_.valid = false; }
+    std::int64_t data_version();
 
     /// The events of a journal replay that are stored already.
     bool stored(const NewEvent& event);
@@ -145,6 +168,7 @@ struct SqliteStore::Impl {
     SQLite::Database db_;
     /// Null for an in-memory database, which no second connection can see.
     std::unique_ptr<SqliteSubscribers> subscribers_;
+    ClaimWalk walk_;
     // Declared after db_: statements must be finalised before the connection closes.
     std::map<std::string, std::unique_ptr<SQLite::Statement>, std::less<>> statements_;
 };
@@ -410,6 +434,7 @@ void SqliteStore::Impl::check_hook_quota(const std::string& owner)
 Hook SqliteStore::create_hook(const Hook& hook)
 {
     return impl_->write("create a hook", [&] {
+        impl_->forget_walk();
         if (hook.is_active)
             impl_->check_hook_quota(hook.owner);
         Hook created = hook;
@@ -438,6 +463,7 @@ std::optional<Hook> SqliteStore::find_hook(std::int64_t id)
 Hook SqliteStore::update_hook(const Hook& hook)
 {
     return impl_->write("update a hook", [&] {
+        impl_->forget_walk();
         if (hook.is_active) {
             std::optional<Hook> before = impl_->find_hook(hook.id);
             if (!before)
@@ -473,6 +499,7 @@ Hook SqliteStore::update_hook(const Hook& hook)
 bool SqliteStore::deactivate_hook(std::int64_t id, const std::string& reason)
 {
     return impl_->write("deactivate a hook", [&] {
+        impl_->forget_walk();
         auto update = impl_->statement(
             "UPDATE hooks SET is_active = 0, modified = :now, disabled_reason = :reason, "
             "disabled_at = CASE WHEN :reason = '' THEN NULL ELSE :now END WHERE id = :id");
@@ -752,6 +779,7 @@ EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vecto
 std::vector<EnqueuedEvent> SqliteStore::enqueue_events(std::span<const NewEvent> events)
 {
     return impl_->write("enqueue events", [&] {
+        impl_->forget_walk();
         // A batch usually holds many events of few types: read each type's hooks once.
         std::map<std::string, std::vector<Subscriber>, std::less<>> subscribers;
         std::map<std::int64_t, std::optional<Hook>> handoff_hooks;
@@ -861,13 +889,17 @@ bool SqliteStore::Impl::requeue(std::int64_t delivery_id, TimePoint due, TimePoi
 
 bool SqliteStore::requeue(std::int64_t delivery_id, TimePoint due)
 {
-    return impl_->write("requeue a delivery", [&] { return impl_->requeue(delivery_id, due, Clock::now()); });
+    return impl_->write("requeue a delivery", [&] {
+        impl_->forget_walk();
+        return impl_->requeue(delivery_id, due, Clock::now());
+    });
 }
 
 std::size_t SqliteStore::requeue_failed(std::int64_t hook_id, TimePoint since, TimePoint until,
                                         TimePoint due, std::size_t limit)
 {
     return impl_->write("requeue failed deliveries", [&] {
+        impl_->forget_walk();
         std::vector<std::int64_t> failed;
         {
             auto select = impl_->statement(
@@ -891,6 +923,8 @@ std::size_t SqliteStore::requeue_failed(std::int64_t hook_id, TimePoint since, T
 
 /// Leases up to `n` claimable rows of `candidate`'s hook, oldest due first, appending them to
 /// `claimed` with their due times. Rows leased by an earlier take of the same claim are skipped.
+/// Looks one row further: its due time becomes the candidate's `first_due`, for the turns that
+/// follow; without one, the candidate is `exhausted`.
 void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, const ClaimRequest& request,
                                   std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed)
 {
@@ -905,12 +939,18 @@ void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, cons
         auto select = statement(rows_sql);
         select->bind(":hook_id", candidate.hook_id);
         select->bind(":now", to_micros(request.now));
-        select->bind(":limit", sql_limit(n));
+        select->bind(":limit", sql_limit(n + 1));
+        candidate.exhausted = true;
         while (select->executeStep()) {
             RowReader row{*select};
             ClaimedDelivery delivery;
             delivery.delivery_id = row.int64();
             const std::int64_t due_at = row.int64();
+            if (claimed.size() - first == n) {
+                candidate.first_due = due_at;
+                candidate.exhausted = false;
+                break;
+            }
             delivery.event_uuid = row.text();
             delivery.event_type = row.text();
             delivery.body = row.text();
@@ -924,7 +964,6 @@ void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, cons
         }
     }
     candidate.taken += claimed.size() - first;
-    candidate.exhausted = claimed.size() - first < n;
 
     auto lease = statement("UPDATE outbox SET lease_owner = :worker, lease_expires = :expires WHERE delivery_id = :id");
     lease->bind(":worker", request.worker);
@@ -936,6 +975,76 @@ void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, cons
     }
 }
 
+std::int64_t SqliteStore::Impl::data_version()
+{
+    auto select = statement("PRAGMA data_version");
+    return select->executeStep() ? select->getColumn(0).getInt64() : 0;
+}
+
+std::vector<ClaimCandidate> SqliteStore::Impl::walk_hooks(TimePoint now)
+{
+    // Each active hook with rows, and the due time of its oldest claimable one: a seek for a
+    // hook, plus its rows in flight for the first claimable, however large its backlog.
+    static const std::string candidates_sql =
+        std::string(queued_hooks) +
+        "SELECT q.hook_id, (SELECT o.due_at FROM outbox o WHERE o.hook_id = q.hook_id AND " +
+        std::string(claimable) + " ORDER BY o.due_at LIMIT 1)"
+        " FROM queued q JOIN hooks h ON h.id = q.hook_id WHERE h.is_active = 1";
+    std::vector<ClaimCandidate> candidates;
+    auto select = statement(candidates_sql);
+    select->bind(":now", to_micros(now));
+    while (select->executeStep()) {
+        if (select->isColumnNull(1))
+            continue;
+        ClaimCandidate candidate;
+        candidate.hook_id = select->getColumn(0).getInt64();
+        candidate.first_due = select->getColumn(1).getInt64();
+        candidates.push_back(std::move(candidate));
+    }
+    return candidates;
+}
+
+void SqliteStore::Impl::take_turns(std::vector<ClaimCandidate>& candidates, const ClaimRequest& request,
+                                   const std::function<std::size_t(std::int64_t)>& limit_of,
+                                   std::map<std::int64_t, std::size_t>& taken,
+                                   std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed)
+{
+    std::vector<ClaimCandidate*> turns;
+    for (ClaimCandidate& candidate : candidates) {
+        const std::size_t limit = limit_of(candidate.hook_id);
+        const std::size_t already = taken[candidate.hook_id];
+        candidate.limit = limit > already ? limit - already : 0;
+        candidate.taken = 0;
+        if (candidate.limit > 0 && !candidate.exhausted)
+            turns.push_back(&candidate);
+    }
+    if (turns.empty() || claimed.size() >= request.limit)
+        return;
+    // The hooks waiting longest go first. Every hook gets an equal share first (at least
+    // `min_share`), then the room left goes to those with more rows, so that one hook's backlog
+    // does not take a claim that others have rows for.
+    std::sort(turns.begin(), turns.end(), [](const ClaimCandidate* a, const ClaimCandidate* b) {
+        return std::tie(a->first_due, a->hook_id) < std::tie(b->first_due, b->hook_id);
+    });
+    const std::size_t share =
+        std::max({std::size_t{1}, request.min_share, (request.limit - claimed.size()) / turns.size()});
+    for (ClaimCandidate* candidate : turns) {
+        if (claimed.size() >= request.limit)
+            break;
+        take_rows(*candidate, std::min({candidate->limit, share, request.limit - claimed.size()}), request, claimed);
+    }
+    for (ClaimCandidate* candidate : turns) {
+        if (claimed.size() >= request.limit)
+            break;
+        if (candidate->taken == 0 || candidate->exhausted || candidate->taken >= candidate->limit)
+            continue;
+        take_rows(*candidate, std::min(candidate->limit - candidate->taken, request.limit - claimed.size()), request,
+                  claimed);
+    }
+    for (ClaimCandidate* candidate : turns)
+        taken[candidate->hook_id] += candidate->taken;
+}
+
 std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
 {
     if (request.limit == 0)
@@ -943,58 +1052,44 @@ std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
     std::map<std::int64_t, std::size_t> own_limits;
     for (const HookClaimLimit& entry : request.hook_limits)
         own_limits[entry.hook_id] = entry.limit;
-    auto limit_of = [&](std::int64_t hook_id) {
+    const std::function<std::size_t(std::int64_t)> limit_of = [&](std::int64_t hook_id) {
         auto found = own_limits.find(hook_id);
         return found == own_limits.end() ? request.per_hook_limit : found->second;
     };
 
     return impl_->write("claim due deliveries", [&] {
-        // Each active hook with rows, and the due time of its oldest claimable one: a seek for a
-        // hook, plus its rows in flight for the first claimable, however large its backlog.
-        static const std::string candidates_sql =
-            std::string(queued_hooks) +
-            "SELECT q.hook_id, (SELECT o.due_at FROM outbox o WHERE o.hook_id = q.hook_id AND " +
-            std::string(claimable) + " ORDER BY o.due_at LIMIT 1)"
-            " FROM queued q JOIN hooks h ON h.id = q.hook_id WHERE h.is_active = 1";
-        std::vector<ClaimCandidate> candidates;
-        {
-            auto select = impl_->statement(candidates_sql);
-            select->bind(":now", to_micros(request.now));
-            while (select->executeStep()) {
-                ClaimCandidate candidate;
-                candidate.hook_id = select->getColumn(0).getInt64();
-                candidate.limit = limit_of(candidate.hook_id);
-                if (select->isColumnNull(1) || candidate.limit == 0)
-                    continue;
-                candidate.first_due = select->getColumn(1).getInt64();
-                candidates.push_back(std::move(candidate));
-            }
-        }
+        // Finding the hooks waiting longest means visiting every hook with rows: 2 ms for a
+        // thousand. A full claim leaves most of them for the next, so the next claims start
+        // from this walk, each hook at its next row's due time, as long as nobody else wrote
+        // (data_version), this connection wrote no rows or hooks the walk does not know of
+        // (forget_walk), and the walk is recent. A claim the walk cannot fill walks again, so
+        // a row that fell due or was freed since waits only while claims are full anyway.
+        const std::int64_t now = to_micros(request.now);
+        const std::int64_t version = impl_->data_version();
+        ClaimWalk& walk = impl_->walk_;
+        const bool reuse = walk.valid && walk.data_version == version && now >= walk.now &&
+                           now - walk.now <= max_walk_age_us;
+        std::vector<ClaimCandidate> hooks = reuse ? std::move(walk.hooks) : impl_->walk_hooks(request.now);
+        walk.valid = false;
+        if (!reuse)
+            walk.now = now;
+        std::map<std::int64_t, std::size_t> taken;
         std::vector<std::pair<std::int64_t, ClaimedDelivery>> claimed; // due_at, delivery
-        if (candidates.empty())
-            return std::vector<ClaimedDelivery>{};
-        // The hooks waiting longest go first. Every hook gets an equal share first, then the
-        // room left goes to those with more rows, so that one hook's backlog does not take a
-        // claim that others have rows for.
-        std::sort(candidates.begin(), candidates.end(), [](const ClaimCandidate& a, const ClaimCandidate& b) {
-            return std::tie(a.first_due, a.hook_id) < std::tie(b.first_due, b.hook_id);
-        });
-        const std::size_t share =
-            std::max({std::size_t{1}, request.min_share, request.limit / candidates.size()});
-        for (ClaimCandidate& candidate : candidates) {
-            if (claimed.size() >= request.limit)
-                break;
-            impl_->take_rows(candidate, std::min({candidate.limit, share, request.limit - claimed.size()}), request,
-                             claimed);
+        impl_->take_turns(hooks, request, limit_of, taken, claimed);
+        if (reuse && claimed.size() < request.limit) {
+            hooks = impl_->walk_hooks(request.now);
+            walk.now = now;
+            impl_->take_turns(hooks, request, limit_of, taken, claimed);
         }
-        for (ClaimCandidate& candidate : candidates) {
-            if (claimed.size() >= request.limit)
-                break;
-            if (candidate.taken == 0 || candidate.exhausted || candidate.taken >= candidate.limit)
+        walk.hooks.clear();
+        for (ClaimCandidate& candidate : hooks) {
+            if (candidate.exhausted)
                 continue;
-            impl_->take_rows(candidate, std::min(candidate.limit - candidate.taken, request.limit - claimed.size()),
-                             request, claimed);
+            candidate.hook.reset(); // Parsed for this claim; the next one reads the hook again.
+            walk.hooks.push_back(std::move(candidate));
         }
+        walk.data_version = version;
+        walk.valid = true;
 
         std::stable_sort(claimed.begin(), claimed.end(),
                          [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -1025,6 +1120,7 @@ void SqliteStore::renew_leases(const std::string& worker, std::span<const std::i
 void SqliteStore::release_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids)
 {
     impl_->write("release leases", [&] {
+        impl_->forget_walk();
         auto release = impl_->statement("UPDATE outbox SET lease_owner = NULL, lease_expires = NULL "
                                         "WHERE delivery_id = :id AND lease_owner = :worker");
         release->bind(":worker", worker);
@@ -1098,6 +1194,7 @@ void SqliteStore::Impl::record(const AttemptRecord& record, TimePoint now)
     if (!verdict_applies)
         return;
     if (record.verdict == AttemptVerdict::retry) {
+        forget_walk(); // The row is due again, maybe before every row the walk knows of.
         const TimePoint due = record.next_attempt_at.value_or(now);
         update_delivery(record, DeliveryState::pending, due, now);
         auto reschedule = statement("UPDATE outbox SET due_at = :due, lease_owner = NULL, "

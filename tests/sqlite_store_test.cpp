@@ -547,3 +547,80 @@ TEST_CASE("a page size that is not a power of two from 512 to 65536 is refused b
     CHECK((!std::filesystem::exists(path) || std::filesystem::file_size(path) == 0));
     CHECK_NOTHROW(SqliteStore(path, {.page_size = 512}));
 }
+
+namespace {
+
+std::int64_t enqueue_due(SubscriptionStore& store, const std::string& event_type, TimePoint due)
+{
+    NewEvent event = sample_event(event_type, due);
+    return store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0);
+}
+
+std::vector<std::int64_t> claimed_ids(const std::vector<ClaimedDelivery>& claimed)
+{
+    std::vector<std::int64_t> ids;
+    for (const ClaimedDelivery& d : claimed)
+        ids.push_back(d.delivery_id);
+    return ids;
+}
+
+} // namespace
+
+// A full claim keeps its walk over the hooks for the claims that follow; these are the ways the
+// walk must not hide a row.
+TEST_CASE("claims that follow a full claim still see every row they should", "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("walk.db");
+    SqliteStore store{path};
+    for (const char* type : {"a-type", "b-type", "c-type"})
+        store.create_hook(sample_hook(std::string("owner-") + type, "https://x.example/", type));
+    std::vector<std::int64_t> a, b, c;
+    for (int i = 0; i < 3; ++i) {
+        a.push_back(enqueue_due(store, "a-type", t0 + 1ms * i));
+        b.push_back(enqueue_due(store, "b-type", t0 + 10ms + 1ms * i));
+        c.push_back(enqueue_due(store, "c-type", t0 + 20ms + 1ms * i));
+    }
+    const TimePoint now = t0 + 1s;
+    // Full: one row each for the two hooks waiting longest.
+    REQUIRE(claimed_ids(store.claim_due(claim_by("w", now, 2))) == std::vector<std::int64_t>{a[0], b[0]});
+
+    SECTION("the next claims serve the hooks by their next rows' due times")
+    {
+        CHECK(claimed_ids(store.claim_due(claim_by("w", now, 2))) == std::vector<std::int64_t>{a[1], b[1]});
+        CHECK(claimed_ids(store.claim_due(claim_by("w", now, 4))) == std::vector<std::int64_t>{a[2], b[2], c[0], c[1]});
+    }
+    SECTION("a row another connection wrote is seen by the next claim")
+    {
+        SqliteStore other{path};
+        const Hook d_hook = other.create_hook(sample_hook("owner-d", "https://x.example/", "d-type"));
+        const std::int64_t d = enqueue_due(other, "d-type", t0 - 1s); // older than every row
+        const auto next = store.claim_due(claim_by("w", now, 2));
+        CHECK(claimed_ids(next) == std::vector<std::int64_t>{d, a[1]});
+        CHECK(next.at(0).hook.id == d_hook.id);
+    }
+    SECTION("a row this connection wrote is seen by the next claim")
+    {
+        store.create_hook(sample_hook("owner-d", "https://x.example/", "d-type"));
+        const std::int64_t d = enqueue_due(store, "d-type", t0 - 1s);
+        CHECK(claimed_ids(store.claim_due(claim_by("w", now, 2))) == std::vector<std::int64_t>{d, a[1]});
+    }
+    SECTION("a row whose lease ran out is seen by the next claim that the walk cannot fill")
+    {
+        // The lease of a[0] and b[0] runs out 10 s after the first claim.
+        const TimePoint later = now + 10s;
+        const auto rest = store.claim_due(claim_by("w2", later, 64));
+        CHECK(rest.size() == 9); // Everything: the old walk is stale, and a fresh one sees all.
+    }
+    SECTION("a retry recorded by this connection is seen by the next claim")
+    {
+        store.record_attempts(std::vector{attempt_report(b[0], "w", 1, AttemptVerdict::retry, 500, t0 - 1s)});
+        CHECK(claimed_ids(store.claim_due(claim_by("w", now, 2))) == std::vector<std::int64_t>{b[0], a[1]});
+    }
+    SECTION("a hook deactivated by this connection takes no more turns")
+    {
+        store.deactivate_hook(store.claim_due(claim_by("w", now, 1)).at(0).hook.id); // hook a: a[1]
+        const auto next = claimed_ids(store.claim_due(claim_by("w", now, 3)));
+        CHECK(next == std::vector<std::int64_t>{b[1], b[2], c[0]});
+    }
+}
