@@ -175,8 +175,20 @@ struct SqliteStore::Impl {
 
 namespace {
 
+/// Turns SQLite's memory statistics off for the process, if SQLite is not initialised yet.
+/// With them on, every allocation of every connection takes one process-wide mutex: the
+/// `deliver_event` callers' reads (subscribers) then queue behind the store's writer, which
+/// allocates all the time. Only `sqlite3_memory_used` and the memory counters of
+/// `sqlite3_status` stop counting; a host that initialised SQLite already keeps them.
+void configure_sqlite_once()
+{
+    static std::once_flag once;
+    std::call_once(once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+}
+
 SQLite::Database open_database(const std::string& path, const SqliteOptions& options)
 {
+    configure_sqlite_once();
     // Refused before the file is touched.
     const std::size_t page = options.page_size;
     if (page < 512 || page > 65536 || (page & (page - 1)) != 0)

@@ -47,6 +47,12 @@ struct SqliteOptions {
 /// and left untouched; so is one whose secrets were encrypted with another master key, or opened
 /// without the key it has. Thread-safe: calls from several threads are serialised on one connection.
 /// Several processes may open the same file; SQLite's locking keeps them consistent.
+///
+/// The first store a process opens turns SQLite's memory statistics off
+/// (`SQLITE_CONFIG_MEMSTATUS`), unless the host has used SQLite already: with them on, every
+/// allocation of every connection takes one process-wide mutex, and `deliver_event` callers
+/// queued behind the store's writer (host cost p99 from 1 thread: 47 us with them, 16-21 us
+/// without). `sqlite3_memory_used()` then stays at 0.
 class SqliteStore final : public SubscriptionStore {
 public:
     explicit SqliteStore(const std::string& path, SqliteOptions options = {});
