@@ -319,7 +319,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         return result;
     }
 
-    /// The hooks of `hook_ids` that no delivery of `handed_off` is for: a claim must send those.
+    /// The hooks of `hook_ids` that no delivery of `handed_off` is for: of an event's hooks, those
+    /// a claim must send; of its reserved slots, those the store did not use.
     static std::vector<std::int64_t> hooks_not_handed_off(std::vector<std::int64_t> hook_ids,
                                                           const std::vector<ClaimedDelivery>& handed_off)
     {
@@ -380,16 +381,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             journal->settle(ticket);
             return;
         }
-        std::vector<std::int64_t> taken;
-        taken.reserve(handed_off.size());
-        for (const ClaimedDelivery& d : handed_off)
-            taken.push_back(d.hook.id);
-        std::vector<std::int64_t> wanted = reserved;
-        std::sort(wanted.begin(), wanted.end());
-        std::sort(taken.begin(), taken.end());
-        std::vector<std::int64_t> unused;
-        std::set_difference(wanted.begin(), wanted.end(), taken.begin(), taken.end(), std::back_inserter(unused));
-        slots.unreserve(unused);
+        slots.unreserve(hooks_not_handed_off(reserved, handed_off));
         if (handed_off.empty()) {
             journal->settle(ticket);
             return;
