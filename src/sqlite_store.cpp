@@ -120,6 +120,8 @@ struct SqliteStore::Impl {
     void write_hook(SQLite::Statement& statement, const Hook& hook);
     /// Throws TooManyHooks when `owner` has `max_hooks_per_owner` active hooks already.
     void check_hook_quota(const std::string& owner);
+    /// Marks hook `id` inactive, with `reason` (and the time) when not empty; false if none.
+    bool deactivate_hook(std::int64_t id, const std::string& reason);
     std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter);
     const std::vector<Subscriber>& subscribers(
         const std::string& event_type, std::map<std::string, std::vector<Subscriber>, std::less<>>& cache);
@@ -508,18 +510,20 @@ Hook SqliteStore::update_hook(const Hook& hook)
     });
 }
 
+bool SqliteStore::Impl::deactivate_hook(std::int64_t id, const std::string& reason)
+{
+    forget_walk();
+    auto update = statement("UPDATE hooks SET is_active = 0, modified = :now, disabled_reason = :reason, "
+                            "disabled_at = CASE WHEN :reason = '' THEN NULL ELSE :now END WHERE id = :id");
+    update->bind(":now", to_micros(Clock::now()));
+    update->bind(":reason", reason);
+    update->bind(":id", id);
+    return update->exec() > 0;
+}
+
 bool SqliteStore::deactivate_hook(std::int64_t id, const std::string& reason)
 {
-    return impl_->write("deactivate a hook", [&] {
-        impl_->forget_walk();
-        auto update = impl_->statement(
-            "UPDATE hooks SET is_active = 0, modified = :now, disabled_reason = :reason, "
-            "disabled_at = CASE WHEN :reason = '' THEN NULL ELSE :now END WHERE id = :id");
-        update->bind(":now", to_micros(Clock::now()));
-        update->bind(":reason", reason);
-        update->bind(":id", id);
-        return update->exec() > 0;
-    });
+    return impl_->write("deactivate a hook", [&] { return impl_->deactivate_hook(id, reason); });
 }
 
 Hook SqliteStore::rotate_secret(std::int64_t id, const SecretRotation& rotation)
@@ -947,6 +951,7 @@ void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, cons
         " JOIN hooks h ON h.id = o.hook_id WHERE o.hook_id = :hook_id AND " + std::string(claimable) +
         " ORDER BY o.due_at LIMIT :limit";
     const std::size_t first = claimed.size();
+    std::string unreadable; // Why the hook's row could not be read, when it could not.
     {
         auto select = statement(rows_sql);
         select->bind(":hook_id", candidate.hook_id);
@@ -969,11 +974,25 @@ void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, cons
             delivery.attempt_count = row.count();
             delivery.created = row.time();
             // The hook's JSON columns are parsed once per claim, not once per row.
-            if (!candidate.hook)
-                candidate.hook = read_hook(row, box(), request.now);
+            if (!candidate.hook) {
+                try {
+                    candidate.hook = read_hook(row, box(), request.now);
+                } catch (const std::exception& e) {
+                    unreadable = e.what();
+                    break;
+                }
+            }
             delivery.hook = *candidate.hook;
             claimed.emplace_back(due_at, std::move(delivery));
         }
+    }
+    if (!unreadable.empty()) {
+        // A hook that cannot be read (a damaged secret or setting) cannot be sent, but must not
+        // stop every other hook's deliveries: it is deactivated with the reason, and its rows
+        // wait in the outbox until it is mended and active again.
+        candidate.exhausted = true;
+        deactivate_hook(candidate.hook_id, "Its stored settings cannot be read: " + unreadable);
+        return;
     }
     candidate.taken += claimed.size() - first;
 

@@ -269,3 +269,57 @@ TEST_CASE("a secret whose stored bytes were changed fails its read clearly", "[s
         CHECK(std::string(e.what()).find("cannot be decrypted") != std::string::npos);
     }
 }
+
+TEST_CASE("a hook whose secret cannot be read is deactivated by a claim and the others' rows are claimed",
+          "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    const MasterKey key = MasterKey::generate();
+    std::int64_t damaged = 0;
+    std::int64_t healthy = 0;
+    {
+        SqliteStore store{path, with_key(key)};
+        Hook hook = sample_hook("alice", "https://a.example/hook");
+        hook.secret_key = first_secret;
+        damaged = store.create_hook(hook).id;
+        hook = sample_hook("bob", "https://b.example/hook");
+        hook.secret_key = second_secret;
+        healthy = store.create_hook(hook).id;
+        NewEvent event = sample_event();
+        REQUIRE(store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.size() == 2);
+    }
+    std::string sealed = stored_columns(path, damaged).first;
+    sealed[sealed.size() - 5] = sealed[sealed.size() - 5] == 'A' ? 'B' : 'A';
+    exec_on_file(path, "UPDATE hooks SET secret_key = '" + sealed + "' WHERE id = " + std::to_string(damaged));
+
+    SqliteStore store{path, with_key(key)};
+    const auto claimed = store.claim_due(claim_by("w", Clock::now()));
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].hook.id == healthy);
+    CHECK(claimed[0].hook.secret_key == second_secret);
+
+    // The damaged hook is inactive and says why (read past the store: reading the hook through
+    // it still fails, clearly); its delivery still waits in the outbox, unclaimed.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db,
+                               "SELECT h.is_active, h.disabled_reason, h.disabled_at IS NOT NULL, "
+                               "(SELECT COUNT(*) FROM outbox o WHERE o.hook_id = h.id AND o.lease_owner IS NULL) "
+                               "FROM hooks h WHERE h.id = ?",
+                               -1, &statement, nullptr) == SQLITE_OK);
+    sqlite3_bind_int64(statement, 1, damaged);
+    REQUIRE(sqlite3_step(statement) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(statement, 0) == 0);
+    const std::string reason = reinterpret_cast<const char*>(sqlite3_column_text(statement, 1));
+    CHECK(reason.find("cannot be read") != std::string::npos);
+    CHECK(reason.find("cannot be decrypted") != std::string::npos);
+    CHECK(sqlite3_column_int(statement, 2) == 1);
+    CHECK(sqlite3_column_int(statement, 3) == 1);
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    CHECK_THROWS_AS(store.find_hook(damaged), StoreError);
+    // Later claims go on without it.
+    CHECK(store.claim_due(claim_by("w", Clock::now())).empty());
+}
