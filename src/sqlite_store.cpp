@@ -977,7 +977,7 @@ void SqliteStore::Impl::take_rows(ClaimCandidate& candidate, std::size_t n, cons
             if (!candidate.hook) {
                 try {
                     candidate.hook = read_hook(row, box(), request.now);
-                } catch (const std::exception& e) {
+                } catch (const StoreError& e) { // The row's content, not the machine, is at fault.
                     unreadable = e.what();
                     break;
                 }

@@ -6,6 +6,7 @@
 #include <whisperer/sqlite_store.hpp>
 
 #include "catch.hpp"
+#include "sqlite_file.hpp"
 #include "store_samples.hpp"
 #include "temp_dir.hpp"
 
@@ -64,15 +65,6 @@ std::pair<std::string, std::string> stored_columns(const std::string& path, std:
     sqlite3_finalize(statement);
     sqlite3_close(db);
     return columns;
-}
-
-void exec_on_file(const std::string& path, const std::string& sql)
-{
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-    REQUIRE(rc == SQLITE_OK);
 }
 
 SqliteOptions with_key(const MasterKey& key)

@@ -3,6 +3,7 @@
 #include <whisperer/sqlite_store.hpp>
 
 #include "catch.hpp"
+#include "sqlite_file.hpp"
 #include "store_samples.hpp"
 #include "temp_dir.hpp"
 
@@ -16,45 +17,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Runs `sql` on the file at `path` through a connection of its own.
-void exec_on_file(const std::string& path, const std::string& sql)
-{
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    char* error = nullptr;
-    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-    const std::string message = error ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    INFO(message);
-    REQUIRE(rc == SQLITE_OK);
-}
-
 int user_version(const std::string& path)
 {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    sqlite3_stmt* statement = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &statement, nullptr) == SQLITE_OK);
-    REQUIRE(sqlite3_step(statement) == SQLITE_ROW);
-    const int version = sqlite3_column_int(statement, 0);
-    sqlite3_finalize(statement);
-    sqlite3_close(db);
-    return version;
+    return static_cast<int>(query_int(path, "PRAGMA user_version").value_or(-1));
 }
 
 bool index_exists(const std::string& path, const std::string& name)
 {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    sqlite3_stmt* statement = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?", -1, &statement,
-                               nullptr) == SQLITE_OK);
-    sqlite3_bind_text(statement, 1, name.c_str(), -1, SQLITE_TRANSIENT);
-    const bool found = sqlite3_step(statement) == SQLITE_ROW;
-    sqlite3_finalize(statement);
-    sqlite3_close(db);
-    return found;
+    return query_int(path, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?", name).has_value();
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include <whisperer/sqlite_store.hpp>
 
 #include "catch.hpp"
+#include "sqlite_file.hpp"
 #include "store_samples.hpp"
 #include "temp_dir.hpp"
 
@@ -512,17 +513,7 @@ TEST_CASE("checkpoint moves a grown write-ahead log into the database file; smal
 TEST_CASE("a new database file gets the configured page size; an existing one keeps its own", "[sqlite]")
 {
     test::TempDir dir;
-    const auto page_size = [](const std::string& path) {
-        sqlite3* db = nullptr;
-        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-        sqlite3_stmt* select = nullptr;
-        REQUIRE(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &select, nullptr) == SQLITE_OK);
-        REQUIRE(sqlite3_step(select) == SQLITE_ROW);
-        const int n = sqlite3_column_int(select, 0);
-        sqlite3_finalize(select);
-        sqlite3_close(db);
-        return n;
-    };
+    const auto page_size = [](const std::string& path) { return test::query_int(path, "PRAGMA page_size").value_or(0); };
     const std::string fresh = dir.file("fresh.db");
     { SqliteStore store(fresh); }
     CHECK(page_size(fresh) == 1024);

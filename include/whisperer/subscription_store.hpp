@@ -242,7 +242,11 @@ public:
     /// left. The rows
     /// come back in due order. Must not read through the backlog of a hook it takes nothing from
     /// (an inactive hook, or one whose limit is zero): its cost grows with the rows it returns
-    /// and the hooks that have rows, not with the rows waiting.
+    /// and the hooks that have rows, not with the rows waiting. A store may order the turns of a
+    /// full claim by what it saw of the hooks a moment before (SQLite: up to 100 ms, and never
+    /// past another writer's commit), but a claim it cannot fill sees every claimable row. A
+    /// hook whose stored secret or settings cannot be read is deactivated, with the reason,
+    /// rather than failing the claim for every hook.
     virtual std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) = 0;
     /// Extends the leases `worker` holds on `delivery_ids` to `until`.
     virtual void renew_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids,
