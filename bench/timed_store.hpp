@@ -103,8 +103,14 @@ public:
         inner_.release_leases(worker, ids);
     }
     Page<OutboxEntry> list_outbox(const OutboxQuery& query) override { return inner_.list_outbox(query); }
-    void add_token(const std::string& key, const ApiToken& token) override { inner_.add_token(key, token); }
+    std::int64_t add_token(const std::string& key, const ApiToken& token) override
+    {
+        return inner_.add_token(key, token);
+    }
     std::optional<ApiToken> find_token(const std::string& key) override { return inner_.find_token(key); }
+    std::vector<ApiToken> list_tokens() override { return inner_.list_tokens(); }
+    bool revoke_token(std::int64_t id) override { return inner_.revoke_token(id); }
+    void record_token_use(std::int64_t id, TimePoint at) override { inner_.record_token_use(id, at); }
     std::size_t delete_finished_before(TimePoint before, std::size_t limit) override
     {
         return inner_.delete_finished_before(before, limit);

@@ -1333,38 +1333,101 @@ Page<OutboxEntry> SqliteStore::list_outbox(const OutboxQuery& query)
 
 // --- API tokens --------------------------------------------------------------------------------
 
-void SqliteStore::add_token(const std::string& key_sha256, const ApiToken& token)
+namespace {
+
+// Both read the columns `read_token` expects.
+constexpr std::string_view select_token_by_key =
+    "SELECT id, owner, admin, publisher, created, expires, last_used FROM tokens WHERE key_sha256 = :key";
+constexpr std::string_view select_tokens =
+    "SELECT id, owner, admin, publisher, created, expires, last_used FROM tokens ORDER BY id";
+
+ApiToken read_token(RowReader& row)
 {
-    impl_->write("add a token", [&] {
+    ApiToken token;
+    token.id = row.int64();
+    token.owner = row.text();
+    token.admin = row.boolean();
+    token.publisher = row.boolean();
+    token.created = row.time();
+    token.expires = row.optional_time();
+    token.last_used = row.optional_time();
+    return token;
+}
+
+void bind_optional_time(SQLite::Statement& statement, const char* name, std::optional<TimePoint> t)
+{
+    if (t)
+        statement.bind(name, to_micros(*t));
+    else
+        statement.bind(name);
+}
+
+} // namespace
+
+std::int64_t SqliteStore::add_token(const std::string& key_sha256, const ApiToken& token)
+{
+    return impl_->write("add a token", [&] {
         auto upsert = impl_->statement(
-            "INSERT INTO tokens (key_sha256, owner, admin, publisher, created) "
-            "VALUES (:key, :owner, :admin, :publisher, :created) ON CONFLICT (key_sha256) DO UPDATE SET "
-            "owner = excluded.owner, admin = excluded.admin, publisher = excluded.publisher, "
-            "created = excluded.created");
+            "INSERT INTO tokens (key_sha256, owner, admin, publisher, created, expires, last_used) "
+            "VALUES (:key, :owner, :admin, :publisher, :created, :expires, :last_used) "
+            "ON CONFLICT (key_sha256) DO UPDATE SET owner = excluded.owner, admin = excluded.admin, "
+            "publisher = excluded.publisher, created = excluded.created, expires = excluded.expires, "
+            "last_used = excluded.last_used RETURNING id");
         upsert->bind(":key", key_sha256);
         upsert->bind(":owner", token.owner);
         upsert->bind(":admin", token.admin ? 1 : 0);
         upsert->bind(":publisher", token.publisher ? 1 : 0);
         upsert->bind(":created", to_micros(token.created));
-        upsert->exec();
+        bind_optional_time(*upsert, ":expires", token.expires);
+        bind_optional_time(*upsert, ":last_used", token.last_used);
+        if (!upsert->executeStep())
+            throw StoreError("SQLite store: adding a token returned no id");
+        return upsert->getColumn(0).getInt64();
     });
 }
 
 std::optional<ApiToken> SqliteStore::find_token(const std::string& key_sha256)
 {
     return impl_->read("find a token", [&]() -> std::optional<ApiToken> {
-        auto select =
-            impl_->statement("SELECT owner, admin, publisher, created FROM tokens WHERE key_sha256 = :key");
+        auto select = impl_->statement(select_token_by_key);
         select->bind(":key", key_sha256);
         if (!select->executeStep())
             return std::nullopt;
         RowReader row{*select};
-        ApiToken token;
-        token.owner = row.text();
-        token.admin = row.boolean();
-        token.publisher = row.boolean();
-        token.created = row.time();
-        return token;
+        return read_token(row);
+    });
+}
+
+std::vector<ApiToken> SqliteStore::list_tokens()
+{
+    return impl_->read("list tokens", [&] {
+        auto select = impl_->statement(select_tokens);
+        std::vector<ApiToken> tokens;
+        while (select->executeStep()) {
+            RowReader row{*select};
+            tokens.push_back(read_token(row));
+        }
+        return tokens;
+    });
+}
+
+bool SqliteStore::revoke_token(std::int64_t id)
+{
+    return impl_->write("revoke a token", [&] {
+        auto remove = impl_->statement("DELETE FROM tokens WHERE id = :id");
+        remove->bind(":id", id);
+        return remove->exec() > 0;
+    });
+}
+
+void SqliteStore::record_token_use(std::int64_t id, TimePoint at)
+{
+    impl_->write("record a token's use", [&] {
+        auto touch = impl_->statement(
+            "UPDATE tokens SET last_used = :at WHERE id = :id AND (last_used IS NULL OR last_used < :at)");
+        touch->bind(":at", to_micros(at));
+        touch->bind(":id", id);
+        touch->exec();
     });
 }
 

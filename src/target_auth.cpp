@@ -2,10 +2,14 @@
 
 #include "detail/delivery_request.hpp"
 
+#include <whisperer/signature.hpp>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
+
+#include <algorithm>
 
 namespace whisperer::detail {
 
@@ -33,16 +37,40 @@ std::string form_encode(std::string_view s)
 
 } // namespace
 
+TargetAuth::TargetAuth(std::size_t capacity, Clock::duration lifetime)
+    : capacity_(std::max<std::size_t>(capacity, 1)), lifetime_(lifetime)
+{
+}
+
 bool TargetAuth::uses_token(const Hook& hook)
 {
     return token_auth(hook) != nullptr;
 }
 
+std::size_t TargetAuth::cached() const
+{
+    std::lock_guard lock(mutex_);
+    return tokens_.size();
+}
+
 std::string TargetAuth::cache_key(const Hook& hook)
 {
+    // Hashed: the cache holds neither the password nor unbounded keys.
     const boost::json::object& auth = *token_auth(hook);
-    return std::to_string(hook.id) + '\n' + field(auth, "url") + '\n' + field(auth, "username") + '\n' +
-           field(auth, "password");
+    return sha256_hex(std::to_string(hook.id) + '\n' + field(auth, "url") + '\n' + field(auth, "username") + '\n' +
+                      field(auth, "password"));
+}
+
+void TargetAuth::remember(const std::string& key, const std::string& authorization, Clock::time_point now)
+{
+    if (tokens_.size() >= capacity_ && !tokens_.contains(key)) {
+        std::erase_if(tokens_, [&](const auto& entry) { return now - entry.second.stored >= lifetime_; });
+        if (tokens_.size() >= capacity_)
+            tokens_.erase(std::min_element(tokens_.begin(), tokens_.end(), [](const auto& a, const auto& b) {
+                return a.second.stored < b.second.stored;
+            }));
+    }
+    tokens_[key] = Cached{authorization, now};
 }
 
 void TargetAuth::invalidate(const Hook& hook)
@@ -62,10 +90,15 @@ void TargetAuth::async_authorization(const Hook& hook, HttpClient& client, Done 
     }
     std::string key = cache_key(hook);
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
         if (auto it = tokens_.find(key); it != tokens_.end()) {
-            done(it->second, {});
-            return;
+            if (Clock::now() - it->second.stored < lifetime_) {
+                std::string authorization = it->second.authorization;
+                lock.unlock();
+                done(std::move(authorization), {});
+                return;
+            }
+            tokens_.erase(it);
         }
     }
     HttpRequest login;
@@ -102,7 +135,7 @@ void TargetAuth::async_authorization(const Hook& hook, HttpClient& client, Done 
             header += " " + value;
         {
             std::lock_guard lock(mutex_);
-            tokens_[key] = header;
+            remember(key, header, Clock::now());
         }
         done(std::move(header), {});
     });

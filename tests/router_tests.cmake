@@ -7,3 +7,11 @@ if(Python3_Interpreter_FOUND AND TARGET whisperer-server)
   # 77: python3-requests is missing.
   set_tests_properties(router.seed_page PROPERTIES LABELS router TIMEOUT 120 SKIP_RETURN_CODE 77)
 endif()
+
+# API tokens end to end: the token commands and admin routes against two whisperer-server processes
+# on one database file (standard library only).
+if(Python3_Interpreter_FOUND AND TARGET whisperer-server)
+  add_test(NAME router.token_lifecycle
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/token_lifecycle_test.py $<TARGET_FILE:whisperer-server>)
+  set_tests_properties(router.token_lifecycle PROPERTIES LABELS router TIMEOUT 120)
+endif()

@@ -18,6 +18,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from server_process import start_server, stop_server  # noqa: E402
+
 try:
     import requests
 except ImportError:
@@ -135,32 +138,17 @@ def run_snippet(snippet, substitutions):
     return responses[0]
 
 
-def start_server(binary, db):
-    """Starts whisperer-server on a free port and returns (process, base URL)."""
-    process = subprocess.Popen(
-        [binary, "--db", db, "--listen", "127.0.0.1:0", "--event-type", "package-created",
-         "--allow-private", "127.0.0.0/8"],
-        stderr=subprocess.PIPE, text=True)
-    log = []
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        log.append(line)
-        if "listening on http://" in line:
-            base = line.split("listening on ")[1].split()[0]
-            threading.Thread(target=lambda: [log.append(l) for l in process.stderr], daemon=True).start()
-            return process, base.rstrip("/").rsplit("/whisperer", 1)[0], log
-    process.kill()
-    fail("whisperer-server did not start:\n" + "".join(log))
+def start(binary, db):
+    """Starts whisperer-server on a free port and returns (process, base URL, log lines)."""
+    process, base, log = start_server(binary, db, "--event-type", "package-created", "--allow-private", "127.0.0.0/8")
+    return process, base.rstrip("/").rsplit("/whisperer", 1)[0], log
 
 
 def create_token(binary, db, owner, *rights):
     out = subprocess.run([binary, "token", "create", "--db", db, "--owner", owner, *rights],
                          check=True, capture_output=True, text=True)
     token = out.stdout.strip()
-    if len(token) != 40:
+    if not token.startswith("wsp_") or len(token) != 44:
         fail("unexpected token output %r" % out.stdout)
     return token
 
@@ -180,7 +168,7 @@ def main():
         login_token = create_token(binary, db, "example")
         publisher_token = create_token(binary, db, "your-app", "--publisher")
         receiver = Receiver()
-        process, base, log = start_server(binary, db)
+        process, base, log = start(binary, db)
         try:
             print("whisperer-server at", base, "- receiver at", receiver.url)
 
@@ -232,12 +220,7 @@ def main():
                 fail("a delivery arrived after the cancel")
             print("nothing more arrives after the cancel")
         finally:
-            process.terminate()
-            try:
-                code = process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                code = "killed"
+            code = stop_server(process)
             receiver.server.shutdown()
         if code != 0:
             fail("whisperer-server exited with %r after SIGTERM:\n%s" % (code, "".join(log)))

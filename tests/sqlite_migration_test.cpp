@@ -11,6 +11,11 @@
 
 #include <string>
 
+// GCC before 14 warns about every member a designated initializer leaves to its default.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 14
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#endif
+
 using namespace whisperer;
 using namespace whisperer::test;
 using namespace std::chrono_literals;
@@ -155,4 +160,43 @@ TEST_CASE("a version 5 database file is migrated to hook indexes without the sta
     CHECK(store.requeue_failed(hook_id, t0 - 1h, t0 + 1h, t0) == 2);
     CHECK(store.find_delivery(delivery_ids[0])->state == DeliveryState::pending);
     CHECK(store.requeue_failed(hook_id, t0 - 1h, t0 + 1h, t0) == 0);
+}
+
+TEST_CASE("a version 6 database file is migrated to tokens with ids and expiries, and its tokens still "
+          "authenticate",
+          "[sqlite][api_token]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    // Version 6 had no ids: tokens were keyed by their hash alone.
+    {
+        SqliteStore store{path};
+    }
+    exec_on_file(path, "DROP TABLE tokens;"
+                       "CREATE TABLE tokens (key_sha256 TEXT PRIMARY KEY, owner TEXT NOT NULL, admin INTEGER NOT NULL,"
+                       " publisher INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
+                       "INSERT INTO tokens VALUES ('" + std::string(64, 'b') + "', 'bob', 0, 1, 2000000);"
+                       "INSERT INTO tokens VALUES ('" + std::string(64, 'a') + "', 'root', 1, 0, 1000000);"
+                       "PRAGMA user_version = 6;");
+    REQUIRE(user_version(path) == 6);
+
+    SqliteStore store{path};
+    CHECK(user_version(path) == SqliteStore::schema_version());
+    CHECK(SqliteStore::schema_version() >= 7);
+    const auto tokens = store.list_tokens();
+    REQUIRE(tokens.size() == 2);
+    // Numbered in creation order.
+    CHECK(tokens[0].owner == "root");
+    CHECK(tokens[0].admin);
+    CHECK(tokens[1].owner == "bob");
+    CHECK(tokens[1].publisher);
+    CHECK(tokens[0].id < tokens[1].id);
+    CHECK_FALSE(tokens[1].expires);
+    CHECK_FALSE(tokens[1].last_used);
+    const auto bob = store.find_token(std::string(64, 'b'));
+    REQUIRE(bob);
+    CHECK(bob->id == tokens[1].id);
+    CHECK(bob->created == TimePoint{std::chrono::seconds(2)});
+    CHECK(store.revoke_token(bob->id));
+    CHECK(store.add_token(std::string(64, 'c'), ApiToken{.owner = "carol"}) > bob->id);
 }

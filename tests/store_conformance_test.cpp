@@ -1376,6 +1376,46 @@ TEMPLATE_LIST_TEST_CASE("tokens are found by the hash of their key", "[store]", 
     CHECK_FALSE(store.find_token(std::string(64, 'c')));
 }
 
+TEMPLATE_LIST_TEST_CASE("tokens have ids never reused, expiries, last uses that only move forward, and revocations",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const std::int64_t alice = store.add_token(std::string(64, 'a'), ApiToken{.owner = "alice", .created = t0});
+    const std::int64_t bob =
+        store.add_token(std::string(64, 'b'), ApiToken{.owner = "bob", .created = t0 + 1s, .expires = t0 + 1h});
+    CHECK(alice > 0);
+    CHECK(bob > alice);
+    // The same hash again replaces the token and keeps its id.
+    CHECK(store.add_token(std::string(64, 'a'), ApiToken{.owner = "alice", .publisher = true, .created = t0}) == alice);
+    CHECK(store.find_token(std::string(64, 'a'))->publisher);
+
+    auto tokens = store.list_tokens();
+    REQUIRE(tokens.size() == 2);
+    CHECK(tokens[0].id == alice);
+    CHECK(tokens[0].owner == "alice");
+    CHECK_FALSE(tokens[0].expires);
+    CHECK(tokens[1].id == bob);
+    CHECK(tokens[1].expires == t0 + 1h);
+    CHECK(tokens[1].expired(t0 + 1h));
+    CHECK_FALSE(tokens[1].expired(t0 + 1h - 1s));
+
+    store.record_token_use(alice, t0 + 2min);
+    CHECK(store.find_token(std::string(64, 'a'))->last_used == t0 + 2min);
+    store.record_token_use(alice, t0 + 1min); // Never backwards.
+    CHECK(store.find_token(std::string(64, 'a'))->last_used == t0 + 2min);
+    CHECK_FALSE(store.find_token(std::string(64, 'b'))->last_used);
+
+    CHECK(store.revoke_token(bob));
+    CHECK_FALSE(store.revoke_token(bob));
+    CHECK_FALSE(store.find_token(std::string(64, 'b')));
+    store.record_token_use(bob, t0 + 3min); // Gone: nothing happens.
+    CHECK(store.list_tokens().size() == 1);
+    // A revoked token's id is not given to the next one.
+    const std::int64_t carol = store.add_token(std::string(64, 'c'), ApiToken{.owner = "carol", .created = t0});
+    CHECK(carol > bob);
+}
+
 TEMPLATE_LIST_TEST_CASE("delete_finished_before deletes old finished deliveries and keeps pending ones",
                         "[store]", Stores)
 {

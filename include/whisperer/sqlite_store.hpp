@@ -98,8 +98,11 @@ public:
     std::optional<TimePoint> next_due() override;
     Page<OutboxEntry> list_outbox(const OutboxQuery& query) override;
 
-    void add_token(const std::string& key_sha256, const ApiToken& token) override;
+    std::int64_t add_token(const std::string& key_sha256, const ApiToken& token) override;
     std::optional<ApiToken> find_token(const std::string& key_sha256) override;
+    std::vector<ApiToken> list_tokens() override;
+    bool revoke_token(std::int64_t id) override;
+    void record_token_use(std::int64_t id, TimePoint at) override;
 
     std::size_t delete_finished_before(TimePoint before, std::size_t limit = 1000) override;
 

@@ -154,12 +154,19 @@ struct AttemptRecord {
     std::optional<TimePoint> next_attempt_at; ///< For `retry`.
 };
 
-/// An API token's rights. The key itself is never stored, only its SHA-256.
+/// An API token: whom it acts for, its rights and its lifetime. The key itself is never stored,
+/// only its SHA-256.
 struct ApiToken {
     std::string owner;
-    bool admin = false;     ///< Sees and manages every owner's hooks.
+    bool admin = false;     ///< Sees and manages every owner's hooks, and the tokens.
     bool publisher = false; ///< May publish events through the REST API.
     TimePoint created{};
+    std::optional<TimePoint> expires;   ///< Refused from this instant on; never when absent.
+    std::optional<TimePoint> last_used; ///< Written at most about once a minute; never when absent.
+    std::int64_t id = 0;                ///< Set by the store; names the token in lists and revocations.
+
+    /// True from `expires` on.
+    bool expired(TimePoint now) const noexcept { return expires && now >= *expires; }
 };
 
 /// Persistent state of whisperer: hooks, events, deliveries and their attempts, the outbox and
@@ -266,9 +273,19 @@ public:
     virtual Page<OutboxEntry> list_outbox(const OutboxQuery& query) = 0;
 
     // --- API tokens --------------------------------------------------------------------------------
-    /// Stores a token under the SHA-256 (hex) of its key.
-    virtual void add_token(const std::string& key_sha256, const ApiToken& token) = 0;
+    /// Stores a token under the SHA-256 (hex) of its key and returns its id (`token.id` is
+    /// ignored). Ids are never reused, even after a revocation. Adding a hash stored already
+    /// replaces that token's owner, rights and times and keeps its id.
+    virtual std::int64_t add_token(const std::string& key_sha256, const ApiToken& token) = 0;
+    /// The token stored under the hash, expired or not, as every process sees it now (no cache):
+    /// a revocation by any process is seen by the next call.
     virtual std::optional<ApiToken> find_token(const std::string& key_sha256) = 0;
+    /// Every token (expired ones too), by id.
+    virtual std::vector<ApiToken> list_tokens() = 0;
+    /// Deletes the token; false when there is none with this id.
+    virtual bool revoke_token(std::int64_t id) = 0;
+    /// Sets the token's `last_used` to `at` unless it is later already; nothing when it is gone.
+    virtual void record_token_use(std::int64_t id, TimePoint at) = 0;
 
     // --- retention -----------------------------------------------------------------------------------
     /// Deletes up to `limit` finished (delivered or failed) deliveries created before `before`,

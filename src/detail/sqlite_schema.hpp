@@ -167,14 +167,36 @@ inline constexpr const char* sqlite_schema_v6[] = {
     R"sql(DROP INDEX IF EXISTS deliveries_hook)sql",
 };
 
+/// Version 7: API tokens with a lifecycle. Each token gets an id that lists and revocations
+/// name it by (AUTOINCREMENT: the id of a revoked token is never given to another), an
+/// optional expiry and the time it was last used. The table is rebuilt, since a WITHOUT ROWID
+/// table cannot take an id column; existing tokens keep working, numbered in creation order.
+inline constexpr const char* sqlite_schema_v7[] = {
+    R"sql(CREATE TABLE tokens_v7 (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        key_sha256 TEXT NOT NULL UNIQUE,
+        owner      TEXT NOT NULL,
+        admin      INTEGER NOT NULL,
+        publisher  INTEGER NOT NULL,
+        created    INTEGER NOT NULL,
+        expires    INTEGER,
+        last_used  INTEGER
+    ))sql",
+    R"sql(INSERT INTO tokens_v7 (key_sha256, owner, admin, publisher, created)
+          SELECT key_sha256, owner, admin, publisher, created FROM tokens ORDER BY created, key_sha256)sql",
+    R"sql(DROP TABLE tokens)sql",
+    R"sql(ALTER TABLE tokens_v7 RENAME TO tokens)sql",
+};
+
 /// Every migration in order; the schema version is their count.
-inline constexpr std::array<SqliteMigration, 6> sqlite_migrations{
+inline constexpr std::array<SqliteMigration, 7> sqlite_migrations{
     SqliteMigration{sqlite_schema_v1},
     SqliteMigration{sqlite_schema_v2},
     SqliteMigration{sqlite_schema_v3},
     SqliteMigration{sqlite_schema_v4},
     SqliteMigration{sqlite_schema_v5},
     SqliteMigration{sqlite_schema_v6},
+    SqliteMigration{sqlite_schema_v7},
 };
 
 /// Creates whisperer's schema in `db` or migrates it forward to the newest version.

@@ -1,4 +1,5 @@
 #include <whisperer/http/authenticator.hpp>
+#include <whisperer/error.hpp>
 #include <whisperer/signature.hpp>
 
 #include <boost/beast/http/field.hpp>
@@ -47,10 +48,22 @@ std::optional<Principal> TokenAuthenticator::authenticate(const Request& request
     std::string_view key = token_key(header->value());
     if (key.empty())
         return std::nullopt;
-    // Looked up by hash: the store never sees the key, and equal hashes imply equal keys.
+    // Looked up by hash: the store never sees the key, and equal hashes imply equal keys. Read
+    // from the store on every request (one primary-key lookup), so that a revocation or a new
+    // expiry written by any process is seen by the next request.
     auto token = store_.find_token(sha256_hex(key));
     if (!token)
         return std::nullopt;
+    const TimePoint now = Clock::now();
+    if (token->expired(now))
+        return std::nullopt;
+    if (!token->last_used || now - *token->last_used >= last_used_resolution) {
+        try {
+            store_.record_token_use(token->id, now);
+        } catch (const StoreError&) {
+            // Only the token's last-used time is lost; the request it authenticates goes on.
+        }
+    }
     return Principal{token->owner, token->admin, token->publisher};
 }
 

@@ -11,6 +11,7 @@
 #include "detail/query.hpp"
 #include "detail/request_body.hpp"
 #include "detail/resource_json.hpp"
+#include "detail/tokens_routes.hpp"
 
 #include <boost/beast/http/verb.hpp>
 #include <boost/url/parse.hpp>
@@ -152,6 +153,7 @@ struct HooksRouter::Impl {
         std::vector<std::string_view> pattern;
         std::vector<Method> methods;
         std::string allow;
+        bool admin_only = false; ///< Anyone else gets 404, as if the route did not exist.
     };
 
     const Registry& registry;
@@ -177,14 +179,16 @@ struct HooksRouter::Impl {
         add({"hook_events", "{id}", "retry"}, {{verb::post, &Impl::retry_delivery}});
         add({"event_queues"}, {{verb::get, &Impl::list_outbox}});
         add({"events"}, {{verb::post, &Impl::publish}});
+        add({"tokens"}, {{verb::get, &Impl::list_tokens}, {verb::post, &Impl::create_token}}, true);
+        add({"tokens", "{id}"}, {{verb::delete_, &Impl::revoke_token}}, true);
     }
 
-    void add(std::vector<std::string_view> pattern, std::vector<Method> methods)
+    void add(std::vector<std::string_view> pattern, std::vector<Method> methods, bool admin_only = false)
     {
         std::string allow;
         for (const Method& m : methods)
             allow += (allow.empty() ? "" : ", ") + std::string(boost::beast::http::to_string(m.method));
-        routes.push_back({std::move(pattern), std::move(methods), std::move(allow)});
+        routes.push_back({std::move(pattern), std::move(methods), std::move(allow), admin_only});
     }
 
     // --- routing ----------------------------------------------------------------------------------
@@ -223,6 +227,12 @@ struct HooksRouter::Impl {
             throw HttpError(status::unauthorized, "not_authenticated",
                             "Authentication credentials were not provided or are invalid.");
         call.principal = std::move(*principal);
+        // An empty owner would scope listings to every owner: only an admin may see them all.
+        if (!call.principal.admin && call.principal.owner.empty())
+            throw HttpError(status::forbidden, "permission_denied",
+                            "This principal has no owner; only an admin acts for every owner.");
+        if (matched->admin_only && !call.principal.admin)
+            throw HttpError(status::not_found, "not_found", "Not found.");
         for (const Method& m : matched->methods)
             if (m.method == request.method())
                 return (this->*m.handler)(call);
@@ -472,6 +482,17 @@ struct HooksRouter::Impl {
         q.limit = page.limit;
         return json_response(call.reply_to, status::ok, page_of(store.list_outbox(q), outbox_json));
     }
+
+    // --- API tokens (admins only) -------------------------------------------------------------------
+
+    std::optional<Response> list_tokens(Call& call) { return detail::list_tokens(store, call.reply_to); }
+
+    std::optional<Response> create_token(Call& call)
+    {
+        return detail::create_token(store, call.request, call.reply_to, options.max_json_depth);
+    }
+
+    std::optional<Response> revoke_token(Call& call) { return detail::revoke_token(store, call.id, call.reply_to); }
 
     // --- publishing -------------------------------------------------------------------------------------
 

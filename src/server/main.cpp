@@ -2,8 +2,8 @@
 // delivers what is published. See `whisperer-server --help`.
 
 #include "options.hpp"
+#include "token_commands.hpp"
 
-#include <whisperer/api_token.hpp>
 #include <whisperer/dispatcher.hpp>
 #include <whisperer/http/authenticator.hpp>
 #include <whisperer/http/hooks_router.hpp>
@@ -55,17 +55,6 @@ SqliteOptions store_options(const std::string& secret_key_file)
     if (!secret_key_file.empty())
         options.master_key = MasterKey::from_file(secret_key_file);
     return options;
-}
-
-int create_token(const server::TokenOptions& options)
-{
-    SqliteStore store(options.db, store_options(options.secret_key_file));
-    std::string key = issue_token(store, options.owner, options.admin, options.publisher);
-    std::cout << key << std::endl;
-    std::cerr << "Token for \"" << options.owner << "\"" << (options.admin ? " (admin)" : "")
-              << (options.publisher ? " (publisher)" : "")
-              << " created. It is shown only this once; send it as \"Authorization: Token <token>\".\n";
-    return 0;
 }
 
 int serve(const server::ServeOptions& options)
@@ -136,7 +125,10 @@ int main(int argc, char** argv)
         server::Command command = server::parse_command_line(argc, argv);
         switch (command.kind) {
         case server::Command::Kind::help: std::cout << server::usage(); return 0;
-        case server::Command::Kind::token_create: return create_token(command.token);
+        case server::Command::Kind::token: {
+            SqliteStore store(command.token.db, store_options(command.token.secret_key_file));
+            return server::run_token_command(command.token, store, std::cout, std::cerr);
+        }
         case server::Command::Kind::serve: return serve(command.serve);
         }
     } catch (const server::UsageError& e) {

@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include <whisperer/api_token.hpp>
 #include <whisperer/error.hpp>
 
 #include <charconv>
@@ -32,6 +33,16 @@ ip::tcp::endpoint parse_endpoint(std::string_view text)
     return {address, static_cast<unsigned short>(port)};
 }
 
+/// The lifetime of `--expires-in`.
+std::chrono::seconds parse_expires_in(const std::string& text)
+{
+    try {
+        return parse_token_lifetime(text);
+    } catch (const ValidationError& e) {
+        throw UsageError(std::string("--expires-in: ") + e.what());
+    }
+}
+
 /// Walks the arguments, handing out option values.
 class Arguments {
 public:
@@ -52,26 +63,48 @@ private:
     int next_ = 1;
 };
 
-TokenOptions parse_token_create(Arguments& args)
+TokenOptions parse_token(Arguments& args)
 {
     TokenOptions token;
+    const std::string_view action = args.done() ? std::string_view{} : args.take();
+    if (action == "create")
+        token.action = TokenOptions::Action::create;
+    else if (action == "list")
+        token.action = TokenOptions::Action::list;
+    else if (action == "revoke")
+        token.action = TokenOptions::Action::revoke;
+    else
+        throw UsageError("expected \"token create\", \"token list\" or \"token revoke\"");
+    const bool create = token.action == TokenOptions::Action::create;
+    std::optional<std::string> id;
     while (!args.done()) {
         std::string_view arg = args.take();
         if (arg == "--db")
             token.db = args.value_of(arg);
-        else if (arg == "--owner")
-            token.owner = args.value_of(arg);
-        else if (arg == "--admin")
-            token.admin = true;
-        else if (arg == "--publisher")
-            token.publisher = true;
         else if (arg == "--secret-key-file")
             token.secret_key_file = args.value_of(arg);
+        else if (create && arg == "--owner")
+            token.owner = args.value_of(arg);
+        else if (create && arg == "--admin")
+            token.admin = true;
+        else if (create && arg == "--publisher")
+            token.publisher = true;
+        else if (create && arg == "--expires-in")
+            token.expires_in = parse_expires_in(args.value_of(arg));
+        else if (token.action == TokenOptions::Action::revoke && !arg.starts_with('-') && !id)
+            id = std::string(arg);
         else
-            throw UsageError("token create: unknown option \"" + std::string(arg) + "\"");
+            throw UsageError("token " + std::string(action) + ": unknown option \"" + std::string(arg) + "\"");
     }
-    if (token.owner.empty())
+    if (create && token.owner.empty())
         throw UsageError("token create needs --owner NAME");
+    if (token.action == TokenOptions::Action::revoke) {
+        if (!id)
+            throw UsageError("token revoke needs the ID of the token (see \"token list\")");
+        auto [end, ec] = std::from_chars(id->data(), id->data() + id->size(), token.id);
+        if (ec != std::errc() || end != id->data() + id->size() || token.id <= 0)
+            throw UsageError("token revoke: \"" + *id + "\" is not a token ID (see \"token list\")");
+    }
     return token;
 }
 
@@ -83,10 +116,8 @@ Command parse_command_line(int argc, const char* const* argv)
     Command command;
     if (!args.done() && args.peek() == "token") {
         args.take();
-        if (args.done() || args.take() != "create")
-            throw UsageError("expected \"token create\"");
-        command.kind = Command::Kind::token_create;
-        command.token = parse_token_create(args);
+        command.kind = Command::Kind::token;
+        command.token = parse_token(args);
         return command;
     }
     ServeOptions& serve = command.serve;
@@ -135,7 +166,9 @@ std::string usage()
   whisperer-server [--db PATH] [--listen HOST:PORT] [--prefix PATH] [--event-type NAME]...
                    [--allow-private CIDR]... [--threads N] [--secret-key-file PATH]
   whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]
-                                [--secret-key-file PATH]
+                                [--expires-in DURATION] [--secret-key-file PATH]
+  whisperer-server token list --db PATH [--secret-key-file PATH]
+  whisperer-server token revoke --db PATH ID [--secret-key-file PATH]
 
 Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database and delivers
 the published events to the subscribed hooks.
@@ -151,8 +184,12 @@ the published events to the subscribed hooks.
                         store hook secrets encrypted (AES-256-GCM) with the 32-byte key in PATH,
                         created with mode 0600 when missing; once used, the database needs it
 
-token create prints a new API token once; only its hash is stored. --publisher lets the token
-publish events, --admin lets it see and manage every owner's hooks.
+token create prints a new API token (it starts with "wsp_") once; only its hash is stored.
+--publisher lets the token publish events, --admin lets it see and manage every owner's hooks
+and the tokens. --expires-in DURATION (a whole number and s, m, h, d or w: 45m, 12h, 30d) makes
+the token expire; it never does otherwise. token list prints one line per token: its ID, owner,
+rights, created, expires and last used (never the key). token revoke ID deletes a token; a
+running server refuses it from the next request on.
 )";
 }
 

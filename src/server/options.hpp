@@ -6,6 +6,9 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <chrono>
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,18 +26,22 @@ struct ServeOptions {
     std::string secret_key_file; ///< The master key that encrypts hook secrets; none when empty.
 };
 
-/// `whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]`.
+/// `whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]
+/// [--expires-in DURATION]`, `token list --db PATH`, `token revoke --db PATH ID`.
 struct TokenOptions {
+    enum class Action { create, list, revoke } action = Action::create;
     std::string db = "whisperer.db";
-    std::string owner;
-    bool admin = false;
-    bool publisher = false;
     std::string secret_key_file; ///< Needed once the database's secrets are encrypted.
+    std::string owner;           ///< create
+    bool admin = false;          ///< create
+    bool publisher = false;      ///< create
+    std::optional<std::chrono::seconds> expires_in; ///< create; never expires when absent
+    std::int64_t id = 0;                            ///< revoke
 };
 
 /// What the command line asks for.
 struct Command {
-    enum class Kind { serve, token_create, help } kind = Kind::serve;
+    enum class Kind { serve, token, help } kind = Kind::serve;
     ServeOptions serve;
     TokenOptions token;
 };

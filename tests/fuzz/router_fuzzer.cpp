@@ -134,14 +134,17 @@ public:
     void record_attempts(std::span<const AttemptRecord> records) override { store_->record_attempts(records); }
     std::optional<TimePoint> next_due() override { return store_->next_due(); }
     Page<OutboxEntry> list_outbox(const OutboxQuery& query) override { return store_->list_outbox(query); }
-    void add_token(const std::string& key_sha256, const ApiToken& token) override
+    std::int64_t add_token(const std::string& key_sha256, const ApiToken& token) override
     {
-        store_->add_token(key_sha256, token);
+        return store_->add_token(key_sha256, token);
     }
     std::optional<ApiToken> find_token(const std::string& key_sha256) override
     {
         return store_->find_token(key_sha256);
     }
+    std::vector<ApiToken> list_tokens() override { return store_->list_tokens(); }
+    bool revoke_token(std::int64_t id) override { return store_->revoke_token(id); }
+    void record_token_use(std::int64_t id, TimePoint at) override { store_->record_token_use(id, at); }
     std::size_t delete_finished_before(TimePoint before, std::size_t limit = 1000) override
     {
         return store_->delete_finished_before(before, limit);

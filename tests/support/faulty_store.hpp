@@ -22,7 +22,7 @@ enum class StoreOp : std::uint32_t {
     claim = 1u << 4,           ///< claim_due, next_due
     leases = 1u << 5,          ///< renew_leases, release_leases
     record = 1u << 6,          ///< record_attempts
-    tokens = 1u << 7,          ///< add_token, find_token
+    tokens = 1u << 7,          ///< add_token, find_token, list_tokens, revoke_token, record_token_use
     retention = 1u << 8,       ///< delete_finished_before
 };
 
@@ -151,15 +151,30 @@ public:
         return store_.list_outbox(query);
     }
 
-    void add_token(const std::string& key_sha256, const ApiToken& token) override
+    std::int64_t add_token(const std::string& key_sha256, const ApiToken& token) override
     {
         check(StoreOp::tokens);
-        store_.add_token(key_sha256, token);
+        return store_.add_token(key_sha256, token);
     }
     std::optional<ApiToken> find_token(const std::string& key_sha256) override
     {
         check(StoreOp::tokens);
         return store_.find_token(key_sha256);
+    }
+    std::vector<ApiToken> list_tokens() override
+    {
+        check(StoreOp::tokens);
+        return store_.list_tokens();
+    }
+    bool revoke_token(std::int64_t id) override
+    {
+        check(StoreOp::tokens);
+        return store_.revoke_token(id);
+    }
+    void record_token_use(std::int64_t id, TimePoint at) override
+    {
+        check(StoreOp::tokens);
+        store_.record_token_use(id, at);
     }
 
     std::size_t delete_finished_before(TimePoint before, std::size_t limit = 1000) override

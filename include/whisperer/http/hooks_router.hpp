@@ -48,8 +48,11 @@ struct RouterOptions {
 /// optional; answers the new secret once),
 /// `hook_events/` (GET), `hook_events/{id}/` (GET, with attempts),
 /// `hook_events/{id}/retry/` (POST), `event_queues/` (GET), `events/` (POST, publish; publisher
-/// or admin tokens only). Everything is scoped to the caller's owner unless the caller is an
-/// admin; another owner's resources answer 404. Errors are JSON `{"code", "en", "field"?}`.
+/// or admin tokens only), and for admins only `tokens/` (GET list, POST create: answers the new
+/// key once) and `tokens/{id}/` (DELETE revoke), which answer 404 to anyone else. Everything is
+/// scoped to the caller's owner unless the caller is an admin; another owner's resources answer
+/// 404, and a principal that is neither an admin nor has an owner gets 403 on every route.
+/// Errors are JSON `{"code", "en", "field"?}`.
 ///
 /// Thread safety: `handle` may be called from any number of threads at once. The registry, the
 /// store, the dispatcher and the authenticator must outlive the router and every request in
