@@ -123,6 +123,17 @@ void require_string(const json::object& o, std::string_view key, const std::stri
         throw ValidationError(field + "." + std::string(key), std::string(key) + " may not contain control characters.");
 }
 
+/// The mark of a value sealed at rest (`enc:v1:`, `enc:v2:`): a credential stored in clear that
+/// started with it would read as sealed, and fail every read of its hook.
+constexpr std::string_view sealed_mark = "enc:";
+
+void refuse_sealed_mark(std::string_view value, const std::string& field)
+{
+    if (value.starts_with(sealed_mark))
+        throw ValidationError(field, field + " may not start with \"" + std::string(sealed_mark) +
+                                         "\", which marks values encrypted at rest.");
+}
+
 void validate_auth(const json::value& auth, std::size_t max_url_length, const AddressFilter& filter)
 {
     const std::string field = "config.auth";
@@ -152,6 +163,8 @@ void validate_auth(const json::value& auth, std::size_t max_url_length, const Ad
         throw ValidationError(field + ".auth_type", "\"" + std::string(type->as_string()) +
                                                         "\" is not a valid auth_type (basic, token).");
     }
+    if (const json::value* password = o->if_contains("password"))
+        refuse_sealed_mark(password->as_string(), field + ".password");
 }
 
 void validate_headers(const Hook& hook, const HookRules& rules)
@@ -182,6 +195,7 @@ void validate_headers(const Hook& hook, const HookRules& rules)
                                              std::to_string(rules.max_header_value_length) + " characters.");
         if (has_control_chars(value))
             throw ValidationError(field, "Header values may not contain CR, LF or other control characters.");
+        refuse_sealed_mark(value, field);
         total += entry.key().size() + value.size();
     }
     if (total > rules.max_additional_headers_size)
@@ -226,6 +240,7 @@ void validate_secret(std::string_view secret, const HookRules& rules)
                                                 std::to_string(rules.max_secret_length) + " characters.");
     if (has_control_chars(secret))
         throw ValidationError("secret_key", "secret_key may not contain control characters.");
+    refuse_sealed_mark(secret, "secret_key");
 }
 
 void validate_hook(const Hook& hook, const HookRules& rules)

@@ -2,8 +2,6 @@
 
 #include "detail/base64.hpp"
 
-#include <whisperer/error.hpp>
-
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -17,8 +15,8 @@ namespace {
 
 constexpr int nonce_size = 12;
 constexpr int tag_size = 16;
-/// Authenticated with every value: a sealed secret means nothing in another role.
-constexpr std::string_view associated_data = "whisperer hook secret v1";
+/// What `enc:v1:` values were authenticated with: one label for every secret of every hook.
+constexpr std::string_view unbound_associated_data = "whisperer hook secret v1";
 
 struct CipherContextFree {
     void operator()(EVP_CIPHER_CTX* context) const noexcept { EVP_CIPHER_CTX_free(context); }
@@ -38,50 +36,67 @@ const unsigned char* bytes_of(std::string_view s) noexcept
     return reinterpret_cast<const unsigned char*>(s.data());
 }
 
-} // namespace
-
-std::string SecretBox::seal(std::string_view secret) const
+std::string seal_with(const MasterKey& key, std::string_view prefix, std::string_view value,
+                      std::string_view associated_data)
 {
-    std::string raw(nonce_size + secret.size() + tag_size, '\0');
+    std::string raw(nonce_size + value.size() + tag_size, '\0');
     auto* out = reinterpret_cast<unsigned char*>(raw.data());
     if (RAND_bytes(out, nonce_size) != 1)
         throw std::runtime_error("whisperer: the system's random generator failed");
     auto context = new_context();
     int length = 0;
-    if (EVP_EncryptInit_ex(context.get(), EVP_aes_256_gcm(), nullptr, key_.bytes().data(), out) != 1 ||
+    if (EVP_EncryptInit_ex(context.get(), EVP_aes_256_gcm(), nullptr, key.bytes().data(), out) != 1 ||
         EVP_EncryptUpdate(context.get(), nullptr, &length, bytes_of(associated_data),
                           static_cast<int>(associated_data.size())) != 1 ||
-        EVP_EncryptUpdate(context.get(), out + nonce_size, &length, bytes_of(secret),
-                          static_cast<int>(secret.size())) != 1 ||
+        EVP_EncryptUpdate(context.get(), out + nonce_size, &length, bytes_of(value),
+                          static_cast<int>(value.size())) != 1 ||
         EVP_EncryptFinal_ex(context.get(), out + nonce_size + length, &length) != 1 ||
-        EVP_CIPHER_CTX_ctrl(context.get(), EVP_CTRL_GCM_GET_TAG, tag_size, out + nonce_size + secret.size()) != 1)
+        EVP_CIPHER_CTX_ctrl(context.get(), EVP_CTRL_GCM_GET_TAG, tag_size, out + nonce_size + value.size()) != 1)
         throw std::runtime_error("whisperer: AES-256-GCM encryption failed");
     return std::string(prefix) + base64_encode(raw);
 }
 
-std::optional<std::string> SecretBox::open(std::string_view sealed) const
+std::optional<std::string> open_with(const MasterKey& key, std::string_view prefix, std::string_view sealed,
+                                     std::string_view associated_data)
 {
-    if (!is_sealed(sealed))
+    if (!sealed.starts_with(prefix))
         return std::nullopt;
     auto raw = base64_decode(sealed.substr(prefix.size()));
     if (!raw || raw->size() < static_cast<std::size_t>(nonce_size + tag_size))
         return std::nullopt;
     const auto* in = bytes_of(*raw);
     const std::size_t text_size = raw->size() - nonce_size - tag_size;
-    std::string secret(text_size, '\0');
-    auto* out = reinterpret_cast<unsigned char*>(secret.data());
+    std::string value(text_size, '\0');
+    auto* out = reinterpret_cast<unsigned char*>(value.data());
     auto context = new_context();
     int length = 0;
     // The tag is set before the final step, which checks it.
     std::string tag = raw->substr(nonce_size + text_size);
-    if (EVP_DecryptInit_ex(context.get(), EVP_aes_256_gcm(), nullptr, key_.bytes().data(), in) != 1 ||
+    if (EVP_DecryptInit_ex(context.get(), EVP_aes_256_gcm(), nullptr, key.bytes().data(), in) != 1 ||
         EVP_DecryptUpdate(context.get(), nullptr, &length, bytes_of(associated_data),
                           static_cast<int>(associated_data.size())) != 1 ||
         EVP_DecryptUpdate(context.get(), out, &length, in + nonce_size, static_cast<int>(text_size)) != 1 ||
         EVP_CIPHER_CTX_ctrl(context.get(), EVP_CTRL_GCM_SET_TAG, tag_size, tag.data()) != 1 ||
         EVP_DecryptFinal_ex(context.get(), out + length, &length) != 1)
         return std::nullopt;
-    return secret;
+    return value;
+}
+
+} // namespace
+
+std::string SecretBox::seal(std::string_view value, std::string_view binding) const
+{
+    return seal_with(key_, prefix, value, binding);
+}
+
+std::optional<std::string> SecretBox::open(std::string_view sealed, std::string_view binding) const
+{
+    return open_with(key_, prefix, sealed, binding);
+}
+
+std::optional<std::string> SecretBox::open_unbound(std::string_view sealed) const
+{
+    return open_with(key_, unbound_prefix, sealed, unbound_associated_data);
 }
 
 std::string SecretBox::key_check() const
@@ -95,25 +110,10 @@ std::string SecretBox::key_check() const
     return base64_encode(std::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
-std::string stored_secret(std::string_view secret, const SecretBox* box)
+std::string credential_binding(std::int64_t hook_id, std::string_view field)
 {
-    if (box == nullptr || secret.empty())
-        return std::string(secret);
-    return box->seal(secret);
-}
-
-std::string revealed_secret(std::string stored, const SecretBox* box, std::int64_t hook_id)
-{
-    if (!SecretBox::is_sealed(stored))
-        return stored;
-    if (box == nullptr)
-        throw StoreError("A secret of hook " + std::to_string(hook_id) +
-                         " is encrypted and the store has no master key to decrypt it");
-    auto secret = box->open(stored);
-    if (!secret)
-        throw StoreError("A secret of hook " + std::to_string(hook_id) +
-                         " cannot be decrypted with the master key (another key, or damaged data)");
-    return std::move(*secret);
+    // The id is digits and ends at the space, so no two (hook, field) pairs give one text.
+    return "whisperer v2 hook " + std::to_string(hook_id) + " " + std::string(field);
 }
 
 } // namespace whisperer::detail

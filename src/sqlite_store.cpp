@@ -4,6 +4,7 @@
 #include <whisperer/signature.hpp>
 
 #include "detail/secret_box.hpp"
+#include "detail/sqlite_sealing.hpp"
 #include "detail/sqlite_rows.hpp"
 #include "detail/sqlite_schema.hpp"
 #include "detail/sqlite_statements.hpp"
@@ -108,9 +109,6 @@ struct SqliteStore::Impl {
     /// Refuses, before anything is written, a file that has a master key when this store has
     /// none or another one.
     void check_master_key();
-    /// With a master key: records its check value on first use and encrypts every secret still
-    /// stored in clear, in one transaction.
-    void encrypt_secrets();
     const SecretBox* box() const noexcept { return box_ ? &*box_ : nullptr; }
 
     // The steps below expect the mutex held and a transaction open.
@@ -246,7 +244,8 @@ SqliteStore::Impl::Impl(const std::string& path, SqliteOptions options)
     } catch (const SQLite::Exception& e) {
         throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
     }
-    encrypt_secrets();
+    if (box_)
+        seal_credentials_at_rest(db_, *box_, path_);
 }
 
 void SqliteStore::Impl::check_master_key()
@@ -271,98 +270,6 @@ void SqliteStore::Impl::check_master_key()
     if (!constant_time_equal(stored, box_->key_check()))
         throw StoreError("SQLite store: '" + path_ +
                          "' was encrypted with another master key; refusing to open it with this one");
-}
-
-void SqliteStore::Impl::encrypt_secrets()
-{
-    if (!box_)
-        return;
-    // The cleartext that encrypting overwrites must not linger in freed space or in the WAL.
-    std::string secure_delete;
-    try {
-        const int mode = db_.execAndGet("PRAGMA secure_delete").getInt();
-        secure_delete = mode == 2 ? "FAST" : std::to_string(mode);
-        db_.exec("PRAGMA secure_delete = ON");
-    } catch (const SQLite::Exception& e) {
-        throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
-    }
-    const std::size_t encrypted = write("encrypt hook secrets", [&] {
-        {
-            auto select = statement("SELECT key_check FROM master_key WHERE id = 1");
-            if (select->executeStep()) {
-                // Another process may have set a key between check_master_key and this lock.
-                if (!constant_time_equal(select->getColumn(0).getString(), box_->key_check()))
-                    throw StoreError("SQLite store: '" + path_ +
-                                     "' was encrypted with another master key; refusing to open it with this one");
-            } else {
-                auto insert = statement("INSERT INTO master_key (id, key_check, created) VALUES (1, :check, :now)");
-                insert->bind(":check", box_->key_check());
-                insert->bind(":now", to_micros(Clock::now()));
-                insert->exec();
-            }
-        }
-        struct Plain {
-            std::int64_t id;
-            std::string secret_key;
-            std::string retired_secrets;
-        };
-        std::vector<Plain> plain;
-        {
-            auto select = statement(
-                "SELECT id, secret_key, retired_secrets FROM hooks WHERE (secret_key <> '' AND "
-                "substr(secret_key, 1, 7) <> 'enc:v1:') OR retired_secrets <> '[]'");
-            while (select->executeStep()) {
-                RowReader row{*select};
-                Plain p;
-                p.id = row.int64();
-                p.secret_key = row.text();
-                p.retired_secrets = row.text();
-                plain.push_back(std::move(p));
-            }
-        }
-        auto update = statement("UPDATE hooks SET secret_key = :secret_key, retired_secrets = :retired WHERE id = :id");
-        std::size_t changed_rows = 0;
-        for (Plain& p : plain) {
-            bool changed = false;
-            if (!p.secret_key.empty() && !SecretBox::is_sealed(p.secret_key)) {
-                p.secret_key = box_->seal(p.secret_key);
-                changed = true;
-            }
-            boost::system::error_code ec;
-            boost::json::value retired = boost::json::parse(p.retired_secrets, ec);
-            if (!ec && retired.is_array()) {
-                bool sealed_one = false;
-                for (boost::json::value& entry : retired.as_array()) {
-                    boost::json::value* secret = entry.is_object() ? entry.as_object().if_contains("secret") : nullptr;
-                    if (secret != nullptr && secret->is_string() && !secret->as_string().empty() &&
-                        !SecretBox::is_sealed(secret->as_string())) {
-                        *secret = box_->seal(secret->as_string());
-                        sealed_one = true;
-                    }
-                }
-                if (sealed_one) {
-                    p.retired_secrets = boost::json::serialize(retired);
-                    changed = true;
-                }
-            }
-            if (!changed)
-                continue;
-            update->bind(":secret_key", p.secret_key);
-            update->bind(":retired", p.retired_secrets);
-            update->bind(":id", p.id);
-            update->exec();
-            update->reset();
-            ++changed_rows;
-        }
-        return changed_rows;
-    });
-    try {
-        db_.exec("PRAGMA secure_delete = " + secure_delete);
-        if (encrypted > 0)
-            db_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    } catch (const SQLite::Exception& e) {
-        throw StoreError("SQLite store: cannot configure '" + path_ + "': " + e.what());
-    }
 }
 
 LentStatement SqliteStore::Impl::statement(std::string_view sql)
@@ -402,6 +309,21 @@ SqliteStore::SqliteStore(const std::string& path, SqliteOptions options)
 }
 
 SqliteStore::~SqliteStore() = default;
+
+SqliteRekeyResult SqliteStore::rekey(const MasterKey& new_key)
+{
+    Impl& impl = *impl_;
+    std::lock_guard lock{impl.mutex_};
+    if (!impl.box_)
+        throw StoreError("SQLite store: '" + impl.path_ +
+                         "' has no master key to replace; opening it with a key encrypts it under that key");
+    const SecretBox to{new_key};
+    if (constant_time_equal(to.key_check(), impl.box_->key_check()))
+        throw StoreError("SQLite store: the new master key of '" + impl.path_ + "' is the key it has");
+    SqliteRekeyResult result = reseal_credentials(impl.db_, *impl.box_, to, impl.path_);
+    impl.box_.emplace(new_key);
+    return result;
+}
 
 int SqliteStore::schema_version() noexcept
 {
@@ -454,17 +376,24 @@ Hook SqliteStore::create_hook(const Hook& hook)
         Hook created = hook;
         created.retired_secrets.clear();
         created.created = created.modified = stored_time(Clock::now());
+        // The id is chosen first (as SQLite would: one past the largest, under the write lock),
+        // since sealed credentials are bound to it.
+        {
+            auto next = impl_->statement("SELECT COALESCE(MAX(id), 0) + 1 FROM hooks");
+            next->executeStep();
+            created.id = next->getColumn(0).getInt64();
+        }
         auto insert = impl_->statement(
-            "INSERT INTO hooks (owner, target_url, event_type, is_active, secret_key, callback, "
+            "INSERT INTO hooks (id, owner, target_url, event_type, is_active, secret_key, callback, "
             "retry_countdown_config, additional_headers, config, created, modified, disabled_reason, "
-            "disabled_at) VALUES (:owner, :target_url, :event_type, :is_active, :secret_key, :callback, "
+            "disabled_at) VALUES (:id, :owner, :target_url, :event_type, :is_active, :secret_key, :callback, "
             ":retry_countdown_config, :additional_headers, :config, :created, :modified, "
             ":disabled_reason, :disabled_at)");
-        bind_hook_fields(*insert, created, impl_->box());
+        insert->bind(":id", created.id);
+        bind_hook_fields(*insert, stored_form(created, impl_->box()));
         insert->bind(":created", to_micros(created.created));
         insert->bind(":modified", to_micros(created.modified));
         impl_->write_hook(*insert, created);
-        created.id = impl_->db_.getLastInsertRowid();
         return created;
     });
 }
@@ -500,7 +429,7 @@ Hook SqliteStore::update_hook(const Hook& hook)
             written.disabled_reason.clear();
             written.disabled_at.reset();
         }
-        bind_hook_fields(*update, written, impl_->box());
+        bind_hook_fields(*update, stored_form(written, impl_->box()));
         update->bind(":modified", to_micros(Clock::now()));
         update->bind(":id", hook.id);
         impl_->write_hook(*update, hook);
@@ -540,8 +469,9 @@ Hook SqliteStore::rotate_secret(std::int64_t id, const SecretRotation& rotation)
         hook->modified = now;
         auto update = impl_->statement("UPDATE hooks SET secret_key = :secret_key, retired_secrets = :retired, "
                                        "modified = :modified WHERE id = :id");
-        update->bind(":secret_key", stored_secret(hook->secret_key, impl_->box()));
-        update->bind(":retired", retired_secrets_text(hook->retired_secrets, impl_->box()));
+        const Hook stored = stored_form(*hook, impl_->box());
+        update->bind(":secret_key", stored.secret_key);
+        update->bind(":retired", retired_secrets_text(stored.retired_secrets));
         update->bind(":modified", to_micros(now));
         update->bind(":id", id);
         update->exec();
@@ -747,8 +677,16 @@ EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vecto
         if (!std::binary_search(handoff_ids.begin(), handoff_ids.end(), hook_id))
             return nullptr;
         auto found = hooks.find(hook_id);
-        if (found == hooks.end())
-            found = hooks.emplace(hook_id, find_hook(hook_id, event.created)).first;
+        if (found == hooks.end()) {
+            std::optional<Hook> hook;
+            try {
+                hook = find_hook(hook_id, event.created);
+            } catch (const StoreError&) {
+                // Unreadable (a damaged credential): its row is written unleased, and the claim
+                // that meets it deactivates the hook with the reason, as for any other row.
+            }
+            found = hooks.emplace(hook_id, std::move(hook)).first;
+        }
         return found->second && found->second->is_active ? &*found->second : nullptr;
     };
     auto add_delivery = [&](std::int64_t hook_id) {

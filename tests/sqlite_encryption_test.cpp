@@ -126,8 +126,8 @@ TEST_CASE("with a master key the database file holds no hook secret in clear", "
     CHECK_FALSE(files_contain(path, first_secret));
     CHECK_FALSE(files_contain(path, second_secret));
     const auto [secret_key, retired] = stored_columns(path, id);
-    CHECK(secret_key.starts_with("enc:v1:"));
-    CHECK(retired.find("enc:v1:") != std::string::npos);
+    CHECK(secret_key.starts_with("enc:v2:"));
+    CHECK(retired.find("enc:v2:") != std::string::npos);
 
     // The same steps without a key leave both secrets readable in the file.
     const std::string plain = dir.file("plain.db");
@@ -223,8 +223,8 @@ TEST_CASE("secrets stored in clear before a key was configured are read, then en
         require_two_secrets(store, id);
         CHECK(store.find_hook(unsigned_id)->secret_key.empty());
     }
-    CHECK(stored_columns(path, id).first.starts_with("enc:v1:"));
-    CHECK(stored_columns(path, id).second.find("enc:v1:") != std::string::npos);
+    CHECK(stored_columns(path, id).first.starts_with("enc:v2:"));
+    CHECK(stored_columns(path, id).second.find("enc:v2:") != std::string::npos);
     CHECK(stored_columns(path, unsigned_id).first.empty());
     CHECK_FALSE(files_contain(path, first_secret));
     CHECK_FALSE(files_contain(path, second_secret));

@@ -111,6 +111,7 @@ TEST_CASE("a version 4 database file is migrated to the per-hook outbox index an
     // What version 4 had: the outbox indexed by due time only.
     exec_on_file(path, "DROP INDEX outbox_hook_due;"
                        "CREATE INDEX outbox_due ON outbox (due_at, lease_expires);"
+                       "ALTER TABLE master_key DROP COLUMN sealing;"
                        "PRAGMA user_version = 4;");
 
     SqliteStore store{path};
@@ -146,6 +147,7 @@ TEST_CASE("a version 5 database file is migrated to hook indexes without the sta
     // What version 5 had: one index of a hook's deliveries by state and creation.
     exec_on_file(path, "DROP INDEX deliveries_hook_id; DROP INDEX deliveries_hook_failed;"
                        "CREATE INDEX deliveries_hook ON deliveries (hook_id, state, created);"
+                       "ALTER TABLE master_key DROP COLUMN sealing;"
                        "PRAGMA user_version = 5;");
 
     SqliteStore store{path};
@@ -177,6 +179,7 @@ TEST_CASE("a version 6 database file is migrated to tokens with ids and expiries
                        " publisher INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
                        "INSERT INTO tokens VALUES ('" + std::string(64, 'b') + "', 'bob', 0, 1, 2000000);"
                        "INSERT INTO tokens VALUES ('" + std::string(64, 'a') + "', 'root', 1, 0, 1000000);"
+                       "ALTER TABLE master_key DROP COLUMN sealing;"
                        "PRAGMA user_version = 6;");
     REQUIRE(user_version(path) == 6);
 

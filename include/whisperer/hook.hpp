@@ -84,18 +84,37 @@ struct HookRules {
 /// Throws `ValidationError` (field named) unless `hook` is acceptable: an absolute http(s)
 /// target_url, a valid (and registered) event_type, a valid countdown config, additional headers
 /// that are tokens with CR/LF-free string values and not reserved, a known callback, a valid
-/// `config.auth`, an IP-literal host that `rules.address_filter` (when set) permits, and every
-/// length and size within the limits of `rules`. The built-in countdown choices are used when
+/// `config.auth`, an IP-literal host that `rules.address_filter` (when set) permits, every
+/// length and size within the limits of `rules`, and no credential (secret, password, header
+/// value) starting with `enc:`, the mark of a value sealed at rest. The built-in countdown choices are used when
 /// `rules.countdowns` is null.
 void validate_hook(const Hook& hook, const HookRules& rules = {});
 
 /// Throws `ValidationError` (field "secret_key") when `secret` is longer than
-/// `rules.max_secret_length` or holds control characters. Empty is valid (no signature).
+/// `rules.max_secret_length`, holds control characters or starts with `enc:` (the mark of a value
+/// sealed at rest). Empty is valid (no signature).
 void validate_secret(std::string_view secret, const HookRules& rules = {});
 
 /// True for headers that whisperer sets itself and subscribers may not override
 /// (case-insensitive): Content-Type, X-Whisperer-*, webhook-*, User-Agent, Host, Content-Length, ...
 bool is_reserved_header(std::string_view name) noexcept;
+
+/// What a read shows for a credential other than the secret: `config.auth.password` and every
+/// value of `additional_headers`.
+inline constexpr std::string_view masked_credential = "****";
+
+/// The hook as a read shows it (the REST API, logs, any page for people): `secret_key` and the
+/// retired secrets masked by `mask_secret`, `config.auth.password` (either `auth_type`) and the
+/// value of every entry of `additional_headers` replaced by `masked_credential` (the header names
+/// stay); empty values stay empty. Build every outward view of a hook from this.
+Hook masked_hook(const Hook& hook);
+
+/// Undoes `masked_hook` for a write that sends a read back: each credential of `written` equal to
+/// its masked form takes the value of the same credential in `stored` (the hook before the write),
+/// so a client that reads, edits one field and writes back loses nothing; any other value
+/// replaces it. Throws `ValidationError` naming the field when `written` holds
+/// `masked_credential` for a password or header that `stored` does not have.
+void keep_masked_credentials(Hook& written, const Hook& stored);
 
 /// The secret as a read shows it: "****" followed by its last 4 characters, or only "****" when
 /// it has 8 characters or fewer (so that little of it shows); empty stays empty.

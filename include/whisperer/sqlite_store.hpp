@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace whisperer {
 
@@ -27,9 +28,10 @@ struct SqliteOptions {
     /// Checked in the transaction that writes the hook, so concurrent writers (threads or
     /// processes) cannot pass it together. Zero means no limit.
     std::size_t max_hooks_per_owner = 1000;
-    /// When set, hook secrets (current and retired) are stored encrypted with it (AES-256-GCM),
-    /// and secrets stored in clear before are encrypted when the store opens. Once a database
-    /// has a key, opening it without that key fails.
+    /// When set, hook secrets (current and retired), `config.auth.password` and every value of
+    /// `additional_headers` are stored encrypted with it (AES-256-GCM, each bound to its hook and
+    /// field), and those stored in clear before are encrypted when the store opens. Once a
+    /// database has a key, opening it without that key fails; `SqliteStore::rekey` replaces it.
     std::optional<MasterKey> master_key;
     /// Page size of a new database file, in bytes: a power of two from 512 to 65536 (an
     /// existing file keeps its own). Every commit writes each page it changed to the log in
@@ -38,6 +40,15 @@ struct SqliteOptions {
     /// latency p99 0.7 ms with 1024, 4.6 ms with 2048, 45 ms with SQLite's 4096; bulk throughput
     /// about 15 % lower with 1024 than with 4096.
     std::size_t page_size = 1024;
+};
+
+/// What `SqliteStore::rekey` did.
+struct SqliteRekeyResult {
+    std::size_t hooks = 0;  ///< Hooks whose stored credentials were sealed again.
+    std::size_t values = 0; ///< Credentials sealed again (secrets, retired secrets, passwords, header values).
+    /// Hooks with a credential that the old key could not open (damaged, or moved from another
+    /// hook): left as they were, and as unreadable as before.
+    std::vector<std::int64_t> unreadable_hooks;
 };
 
 /// The default store: one SQLite file in WAL mode (or `":memory:"` for tests).
@@ -62,6 +73,15 @@ public:
 
     /// The schema version this build writes.
     static int schema_version() noexcept;
+
+    /// Seals every stored secret and credential again under `new_key` and makes it the
+    /// database's key, in one transaction: afterwards only `new_key` opens the database (this
+    /// store goes on with it); interrupted (even by kill -9), only the old key does. The store
+    /// must have been opened with the current key. Stop every other process using the database
+    /// first: one still holding the old key fails on the first credential it reads. Throws
+    /// `StoreError` (nothing changed) when the store has no key, `new_key` is the current key, or
+    /// another process replaced the key meanwhile.
+    SqliteRekeyResult rekey(const MasterKey& new_key);
 
     Hook create_hook(const Hook& hook) override;
     std::optional<Hook> find_hook(std::int64_t id) override;

@@ -7,6 +7,7 @@
 #include <whisperer/hook.hpp>
 #include <whisperer/subscription_store.hpp>
 
+#include "detail/hook_credentials.hpp"
 #include "detail/json_depth.hpp"
 #include "detail/secret_box.hpp"
 
@@ -106,21 +107,20 @@ inline constexpr std::string_view hook_columns =
     "h.retired_secrets, h.retry_countdown_config, h.additional_headers, h.config, h.created, "
     "h.modified, h.disabled_reason, h.disabled_at, h.failing_since, h.failed_attempts";
 
-/// The `retired_secrets` column of `retired`: `[{"secret": stored text, "expires": micros}]`.
-inline std::string retired_secrets_text(const std::vector<RetiredSecret>& retired, const SecretBox* box)
+/// The `retired_secrets` column of `retired` (sealed already, when they are to be):
+/// `[{"secret": stored text, "expires": micros}]`.
+inline std::string retired_secrets_text(const std::vector<RetiredSecret>& retired)
 {
     boost::json::array out;
     out.reserve(retired.size());
     for (const RetiredSecret& old : retired)
-        out.push_back(
-            boost::json::object{{"secret", stored_secret(old.secret, box)}, {"expires", to_micros(old.expires)}});
+        out.push_back(boost::json::object{{"secret", old.secret}, {"expires", to_micros(old.expires)}});
     return boost::json::serialize(out);
 }
 
-/// The secrets of a `retired_secrets` column that have not expired at `now`, opened with `box`.
-/// Throws `StoreError` when the text is not such a column.
-inline std::vector<RetiredSecret> read_retired_secrets(std::string_view text, const SecretBox* box, TimePoint now,
-                                                       std::int64_t hook_id)
+/// The secrets of a `retired_secrets` column that have not expired at `now`, as stored (sealed
+/// or not). Throws `StoreError` when the text is not such a column.
+inline std::vector<RetiredSecret> read_retired_secrets(std::string_view text, TimePoint now, std::int64_t hook_id)
 {
     std::vector<RetiredSecret> retired;
     if (text == "[]")
@@ -140,15 +140,14 @@ inline std::vector<RetiredSecret> read_retired_secrets(std::string_view text, co
                              " holds an entry without secret and expires");
         if (expires->as_int64() <= now_micros)
             continue;
-        retired.push_back({revealed_secret(std::string(secret->as_string()), box, hook_id),
-                           from_micros(expires->as_int64())});
+        retired.push_back({std::string(secret->as_string()), from_micros(expires->as_int64())});
     }
     return retired;
 }
 
-/// Reads a hook from `hook_columns`: its secrets opened with `box` (those stored in clear as they
-/// are), retired secrets that expired at `now` left out.
-inline Hook read_hook(RowReader& row, const SecretBox* box, TimePoint now)
+/// Reads a hook from `hook_columns` as stored: credentials as they are (sealed or not), retired
+/// secrets that expired at `now` left out. `read_hook` opens them.
+inline Hook read_stored_hook(RowReader& row, TimePoint now)
 {
     Hook hook;
     hook.id = row.int64();
@@ -156,9 +155,9 @@ inline Hook read_hook(RowReader& row, const SecretBox* box, TimePoint now)
     hook.target_url = row.text();
     hook.event_type = row.text();
     hook.is_active = row.boolean();
-    hook.secret_key = revealed_secret(row.text(), box, hook.id);
+    hook.secret_key = row.text();
     hook.callback = row.text();
-    hook.retired_secrets = read_retired_secrets(row.text(), box, now, hook.id);
+    hook.retired_secrets = read_retired_secrets(row.text(), now, hook.id);
     hook.retry_countdown_config = row.object();
     hook.additional_headers = row.object();
     hook.config = row.object();
@@ -171,15 +170,25 @@ inline Hook read_hook(RowReader& row, const SecretBox* box, TimePoint now)
     return hook;
 }
 
-/// Binds the named parameters of every hook column that a caller may set; the secret is sealed
-/// with `box` when it is set.
-inline void bind_hook_fields(SQLite::Statement& statement, const Hook& hook, const SecretBox* box)
+/// Reads a hook from `hook_columns`: its credentials opened with `box` (those stored in clear as
+/// they are), retired secrets that expired at `now` left out. Throws `StoreError` when a column
+/// or a credential cannot be read.
+inline Hook read_hook(RowReader& row, const SecretBox* box, TimePoint now)
+{
+    Hook hook = read_stored_hook(row, now);
+    open_credentials(hook, box);
+    return hook;
+}
+
+/// Binds the named parameters of every hook column that a caller may set, from `hook` as it is
+/// to be stored (see `stored_form`).
+inline void bind_hook_fields(SQLite::Statement& statement, const Hook& hook)
 {
     statement.bind(":owner", hook.owner);
     statement.bind(":target_url", hook.target_url);
     statement.bind(":event_type", hook.event_type);
     statement.bind(":is_active", hook.is_active ? 1 : 0);
-    statement.bind(":secret_key", stored_secret(hook.secret_key, box));
+    statement.bind(":secret_key", hook.secret_key);
     statement.bind(":callback", hook.callback);
     statement.bind(":retry_countdown_config", boost::json::serialize(hook.retry_countdown_config));
     statement.bind(":additional_headers", boost::json::serialize(hook.additional_headers));

@@ -188,8 +188,17 @@ inline constexpr const char* sqlite_schema_v7[] = {
     R"sql(ALTER TABLE tokens_v7 RENAME TO tokens)sql",
 };
 
+/// Version 8: sealed values bound to their hook. Values sealed from now on are `enc:v2:`, with the
+/// hook id and the field as associated data; `config.auth.password` and header values are sealed
+/// too. `sealing` says which form the key row vouches for: 1 while `enc:v1:` values (sealed
+/// before, unbound) may remain, 2 once the store that opens the file with its key has sealed
+/// them again (in one transaction with the change to 2).
+inline constexpr const char* sqlite_schema_v8[] = {
+    R"sql(ALTER TABLE master_key ADD COLUMN sealing INTEGER NOT NULL DEFAULT 1)sql",
+};
+
 /// Every migration in order; the schema version is their count.
-inline constexpr std::array<SqliteMigration, 7> sqlite_migrations{
+inline constexpr std::array<SqliteMigration, 8> sqlite_migrations{
     SqliteMigration{sqlite_schema_v1},
     SqliteMigration{sqlite_schema_v2},
     SqliteMigration{sqlite_schema_v3},
@@ -197,6 +206,7 @@ inline constexpr std::array<SqliteMigration, 7> sqlite_migrations{
     SqliteMigration{sqlite_schema_v5},
     SqliteMigration{sqlite_schema_v6},
     SqliteMigration{sqlite_schema_v7},
+    SqliteMigration{sqlite_schema_v8},
 };
 
 /// Creates whisperer's schema in `db` or migrates it forward to the newest version.

@@ -2,7 +2,6 @@
 #include "../detail/json_depth.hpp"
 
 #include <whisperer/error.hpp>
-#include <whisperer/signature.hpp>
 
 #include <boost/json/parse.hpp>
 
@@ -163,18 +162,20 @@ std::optional<TimePoint> parse_time(std::string_view s)
     return clamped_time(day, time - sign * (hours{oh} + minutes{om}));
 }
 
-json::object hook_json(const Hook& hook)
+json::object hook_json(const Hook& stored)
 {
+    // Built from the masked hook only, so no field added later can show a credential in clear.
+    const Hook hook = masked_hook(stored);
     json::array retired;
     for (const RetiredSecret& old : hook.retired_secrets)
-        retired.push_back(json::object{{"secret_key", mask_secret(old.secret)}, {"expires", format_time(old.expires)}});
+        retired.push_back(json::object{{"secret_key", old.secret}, {"expires", format_time(old.expires)}});
     return json::object{
         {"id", hook.id},
         {"owner", hook.owner},
         {"target_url", hook.target_url},
         {"event_type", hook.event_type},
         {"is_active", hook.is_active},
-        {"secret_key", optional_text(mask_secret(hook.secret_key))},
+        {"secret_key", optional_text(hook.secret_key)},
         {"retired_secrets", std::move(retired)},
         {"callback", optional_text(hook.callback)},
         {"retry_countdown_config", hook.retry_countdown_config},
@@ -257,6 +258,7 @@ json::object outbox_json(const OutboxEntry& entry)
 
 void apply_hook_fields(Hook& hook, const json::object& body, HookWrite mode)
 {
+    const Hook stored = hook;
     bool required = mode != HookWrite::partial;
     auto require = [&](std::string_view key) {
         const json::value* v = body.if_contains(key);
@@ -274,10 +276,11 @@ void apply_hook_fields(Hook& hook, const json::object& body, HookWrite mode)
     if (auto v = object_field(body, "retry_countdown_config", false))
         hook.retry_countdown_config = std::move(*v);
     if (auto v = string_field(body, "secret_key", true)) {
-        // A client that sends back what it read must not replace the secret with its mask.
-        bool echoed_mask = !hook.secret_key.empty() && constant_time_equal(*v, mask_secret(hook.secret_key));
-        if (!echoed_mask)
-            hook.secret_key = std::move(*v);
+        // Every hook signs: a write may replace the secret, never remove it.
+        if (v->empty() && !hook.secret_key.empty())
+            throw ValidationError("secret_key", "secret_key may not be removed: every webhook signs its deliveries. "
+                                                "Send a new secret, or POST rotate_secret/ to replace it.");
+        hook.secret_key = std::move(*v);
     }
     if (auto v = string_field(body, "callback", true))
         hook.callback = std::move(*v);
@@ -290,6 +293,8 @@ void apply_hook_fields(Hook& hook, const json::object& body, HookWrite mode)
             throw wrong_type("is_active", "true or false");
         hook.is_active = v->as_bool();
     }
+    // A read sent back holds masked credentials: they keep the stored values.
+    keep_masked_credentials(hook, stored);
 }
 
 } // namespace whisperer::http::detail

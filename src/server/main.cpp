@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <ctime>
 #include <exception>
+#include <filesystem>
 #include <future>
 #include <iostream>
 #include <mutex>
@@ -55,6 +56,27 @@ SqliteOptions store_options(const std::string& secret_key_file)
     if (!secret_key_file.empty())
         options.master_key = MasterKey::from_file(secret_key_file);
     return options;
+}
+
+int rekey(const server::RekeyOptions& options)
+{
+    // Opening creates what is missing: a database or a current key that is not there is a typo.
+    for (const std::string* path : {&options.db, &options.secret_key_file})
+        if (!std::filesystem::exists(*path))
+            throw std::runtime_error("rekey: " + *path + " does not exist");
+    SqliteStore store(options.db, store_options(options.secret_key_file));
+    const MasterKey new_key = MasterKey::from_file(options.new_key_file);
+    const SqliteRekeyResult result = store.rekey(new_key);
+    std::cerr << "Sealed " << result.values << " secrets and credentials of " << result.hooks << " webhooks under "
+              << options.new_key_file << "; " << options.secret_key_file << " no longer opens " << options.db
+              << ".\n";
+    if (!result.unreadable_hooks.empty()) {
+        std::cerr << "Left as they were (a credential the old key could not open):";
+        for (std::int64_t id : result.unreadable_hooks)
+            std::cerr << " webhook " << id;
+        std::cerr << '\n';
+    }
+    return 0;
 }
 
 int serve(const server::ServeOptions& options)
@@ -129,6 +151,7 @@ int main(int argc, char** argv)
             SqliteStore store(command.token.db, store_options(command.token.secret_key_file));
             return server::run_token_command(command.token, store, std::cout, std::cerr);
         }
+        case server::Command::Kind::rekey: return rekey(command.rekey);
         case server::Command::Kind::serve: return serve(command.serve);
         }
     } catch (const server::UsageError& e) {

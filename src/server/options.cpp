@@ -108,6 +108,25 @@ TokenOptions parse_token(Arguments& args)
     return token;
 }
 
+RekeyOptions parse_rekey(Arguments& args)
+{
+    RekeyOptions rekey;
+    while (!args.done()) {
+        std::string_view arg = args.take();
+        if (arg == "--db")
+            rekey.db = args.value_of(arg);
+        else if (arg == "--secret-key-file")
+            rekey.secret_key_file = args.value_of(arg);
+        else if (arg == "--new-key-file")
+            rekey.new_key_file = args.value_of(arg);
+        else
+            throw UsageError("rekey: unknown option \"" + std::string(arg) + "\"");
+    }
+    if (rekey.db.empty() || rekey.secret_key_file.empty() || rekey.new_key_file.empty())
+        throw UsageError("rekey needs --db PATH, --secret-key-file OLD and --new-key-file NEW");
+    return rekey;
+}
+
 } // namespace
 
 Command parse_command_line(int argc, const char* const* argv)
@@ -118,6 +137,12 @@ Command parse_command_line(int argc, const char* const* argv)
         args.take();
         command.kind = Command::Kind::token;
         command.token = parse_token(args);
+        return command;
+    }
+    if (!args.done() && args.peek() == "rekey") {
+        args.take();
+        command.kind = Command::Kind::rekey;
+        command.rekey = parse_rekey(args);
         return command;
     }
     ServeOptions& serve = command.serve;
@@ -169,6 +194,7 @@ std::string usage()
                                 [--expires-in DURATION] [--secret-key-file PATH]
   whisperer-server token list --db PATH [--secret-key-file PATH]
   whisperer-server token revoke --db PATH ID [--secret-key-file PATH]
+  whisperer-server rekey --db PATH --secret-key-file OLD --new-key-file NEW
 
 Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database and delivers
 the published events to the subscribed hooks.
@@ -183,6 +209,10 @@ the published events to the subscribed hooks.
   --secret-key-file PATH
                         store hook secrets encrypted (AES-256-GCM) with the 32-byte key in PATH,
                         created with mode 0600 when missing; once used, the database needs it
+
+rekey seals every hook secret and credential of the database again under the key in NEW
+(created with mode 0600 when missing), in one transaction; afterwards only NEW opens it.
+Stop every process that uses the database first.
 
 token create prints a new API token (it starts with "wsp_") once; only its hash is stored.
 --publisher lets the token publish events, --admin lets it see and manage every owner's hooks

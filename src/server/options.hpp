@@ -39,11 +39,19 @@ struct TokenOptions {
     std::int64_t id = 0;                            ///< revoke
 };
 
+/// `whisperer-server rekey --db PATH --secret-key-file OLD --new-key-file NEW`.
+struct RekeyOptions {
+    std::string db;
+    std::string secret_key_file; ///< The key the database has now; must exist.
+    std::string new_key_file;    ///< The key it gets; created (mode 0600) when missing.
+};
+
 /// What the command line asks for.
 struct Command {
-    enum class Kind { serve, token, help } kind = Kind::serve;
+    enum class Kind { serve, token, rekey, help } kind = Kind::serve;
     ServeOptions serve;
     TokenOptions token;
+    RekeyOptions rekey;
 };
 
 /// A command line that cannot be understood; the message says why.

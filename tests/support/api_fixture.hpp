@@ -42,7 +42,7 @@ inline DispatcherOptions quick_dispatcher_options()
 /// The store, dispatcher and router; the dispatcher starts only when the test says so.
 struct ApiFixture {
     TempDir dir;
-    SqliteStore store{dir.file("whisperer.db")};
+    SqliteStore store;
     Registry registry;
     boost::asio::io_context io;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
@@ -52,7 +52,8 @@ struct ApiFixture {
     std::vector<std::thread> threads;
     std::string alice, bob;
 
-    explicit ApiFixture(DispatcherOptions options = quick_dispatcher_options())
+    explicit ApiFixture(DispatcherOptions options = quick_dispatcher_options(), SqliteOptions store_options = {})
+        : store(dir.file("whisperer.db"), std::move(store_options))
     {
         registry.register_json_event("package-created");
         dispatcher.emplace(io.get_executor(), registry, store, std::move(options));

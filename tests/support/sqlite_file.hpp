@@ -44,4 +44,20 @@ inline std::optional<long long> query_int(const std::string& path, const std::st
     return value;
 }
 
+/// The first column of the first row `sql` returns on the file at `path`, as text, or nothing
+/// when it returns no row or NULL.
+inline std::optional<std::string> query_text(const std::string& path, const std::string& sql)
+{
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* statement = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK);
+    std::optional<std::string> value;
+    if (sqlite3_step(statement) == SQLITE_ROW && sqlite3_column_type(statement, 0) != SQLITE_NULL)
+        value = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return value;
+}
+
 } // namespace whisperer::test

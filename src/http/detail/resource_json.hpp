@@ -23,8 +23,9 @@ std::string format_time(TimePoint t);
 /// the years 1678 to 2261 with libstdc++) reads as its first or last instant.
 std::optional<TimePoint> parse_time(std::string_view text);
 
-/// A hook as every read shows it: the secret and the retired secrets (with their expiry)
-/// masked.
+/// A hook as every response shows it, built from `masked_hook`: the secret and the retired
+/// secrets (with their expiry) masked, `config.auth.password` and every header value shown as
+/// "****". The only JSON form of a hook the router sends.
 boost::json::object hook_json(const Hook& hook);
 
 /// A delivery; its attempts (newest first) under "attempts" when `with_attempts`.
@@ -43,8 +44,9 @@ enum class HookWrite {
 
 /// Copies the writable fields of `body` into `hook`. Throws `ValidationError` naming the field
 /// when a field has the wrong JSON type or a required one is missing; the values themselves are
-/// checked by `validate_hook` afterwards. Read-only and unknown fields are ignored. A
-/// `secret_key` equal to the masked form of the current secret (a read sent back) keeps it.
+/// checked by `validate_hook` afterwards. Read-only and unknown fields are ignored. Masked
+/// credentials (a read sent back) keep the stored values (`keep_masked_credentials`); a null or
+/// empty `secret_key` is refused when the hook has a secret (every hook signs).
 void apply_hook_fields(Hook& hook, const boost::json::object& body, HookWrite mode);
 
 } // namespace whisperer::http::detail
