@@ -22,7 +22,10 @@
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
+#include <boost/asio/io_context.hpp>
+
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -165,6 +168,32 @@ TEST_CASE("with a master key no file of the database, its WAL or the event journ
     Hook hook = credentialed_hook("carol", "https://c.example/hook");
     plain.store.create_hook(hook);
     CHECK(any_file_holds(plain.dir.path(), hook.additional_headers.at("X-Api-Key").as_string().c_str()));
+}
+
+TEST_CASE("events held in the journal for the store hold no credential of the hooks they go to", "[credentials]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    SqliteStore store{path, with_key(MasterKey::generate())};
+    const Hook hook = credentialed_hook("alice", "https://a.example/hook");
+    store.create_hook(hook);
+    Registry registry;
+    registry.register_json_event("package-created");
+    // The executor does not run yet: accepted events stay in the journal, not yet in the store.
+    boost::asio::io_context io;
+    Dispatcher dispatcher(io.get_executor(), registry, store, quick_dispatcher_options());
+    for (int i = 0; i < 5; ++i)
+        dispatcher.deliver_event(json::value{{"n", i}}, "package-created");
+    bool journaled = false;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+        journaled = journaled || entry.path().filename().string().find(".journal") != std::string::npos;
+    REQUIRE(journaled);
+    for (const std::string& text : {hook.secret_key, std::string(hook.additional_headers.at("X-Api-Key").as_string()),
+                                    std::string(hook.config.at("auth").at("password").as_string())})
+        CHECK_FALSE(any_file_holds(dir.path(), text));
+    std::thread runner([&] { io.run_for(std::chrono::seconds(2)); });
+    dispatcher.stop(std::chrono::seconds(1));
+    runner.join();
 }
 
 TEST_CASE("a sealed credential moved to another hook or field does not open and the claim deactivates that hook",
