@@ -3,9 +3,12 @@
 // same file.
 //
 // Each run makes sure the 4 hooks exist, resumes publishing where the acknowledged log ends, and
-// after every `deliver_event` (or `async_deliver_event`) that completed appends the event's uuid to that log (one write() per
-// 33-byte line, O_APPEND; the page cache keeps it when the process is killed). Once it has
-// published its share and the outbox is empty, it stops the dispatcher and exits 0.
+// after every `deliver_event` (or `async_deliver_event`) that completed appends the event's uuid
+// and sequence number to that log ("<uuid> <seq, 10 digits>", one write() per 44-byte line,
+// O_APPEND; the page cache keeps it when the process is killed). An event's data is {"seq": N},
+// so the body of its deliveries follows from its uuid and N: chaos_receiver.cpp checks the body
+// against them and scripts/chaos checks N against this log. Once it has published its share and
+// the outbox is empty, it stops the dispatcher and exits 0.
 //
 // Usage: whisperer_chaos_host --db FILE --acked FILE --url http://127.0.0.1:PORT --events N
 //                             [--publishers P] [--lease-ms MS]
@@ -21,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -40,7 +44,7 @@ namespace {
 
 constexpr std::string_view event_type = "chaos.event";
 constexpr int hook_count = 4;
-constexpr std::size_t acked_line_size = 33; // 32 hex digits and a newline.
+constexpr std::size_t acked_line_size = 44; // 32 hex digits, a space, 10 digits and a newline.
 
 struct Settings {
     std::string db;
@@ -170,7 +174,7 @@ int main(int argc, char** argv)
             const bool use_async = p % 2 == 1;
             publishers.emplace_back([&, use_async] {
                 for (std::uint64_t seq = next++; seq < settings.events && !failed; seq = next++) {
-                    json::value data = {{"seq", seq}, {"pid", ::getpid()}};
+                    json::value data = {{"seq", seq}};
                     whisperer::DeliverResult result;
                     try {
                         if (use_async)
@@ -188,7 +192,9 @@ int main(int argc, char** argv)
                         failed = true;
                         return;
                     }
-                    const std::string line = result.event_uuid + "\n";
+                    std::string seq_digits = std::to_string(seq);
+                    seq_digits.insert(0, 10 - std::min<std::size_t>(10, seq_digits.size()), '0');
+                    const std::string line = result.event_uuid + " " + seq_digits + "\n";
                     if (::write(acked_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
                         say("cannot append to the acked log");
                         failed = true;
