@@ -114,6 +114,24 @@ struct Fixture {
         return *store.find_delivery(deliveries.front().id, true);
     }
 
+    /// Starts `dispatcher`, delivers one event and checks that, once its first attempt failed,
+    /// the next one is due between `earliest` after the call and `latest` after the attempt.
+    void check_retried_within(Dispatcher& dispatcher, std::chrono::seconds earliest, std::chrono::seconds latest)
+    {
+        dispatcher.start();
+        const TimePoint before = Clock::now();
+        auto result = dispatcher.deliver_event(Package{1, 2, "3"}, "package-created");
+        REQUIRE(eventually([&] {
+            auto d = store.deliveries_of_event(result.event_uuid);
+            return !d.empty() && d.front().attempt_count == 1;
+        }));
+        Delivery d = only_delivery(result.event_uuid);
+        CHECK(d.state == DeliveryState::pending);
+        REQUIRE(d.next_attempt_at);
+        CHECK(*d.next_attempt_at >= before + earliest);
+        CHECK(*d.next_attempt_at <= Clock::now() + latest);
+    }
+
     bool delivery_state_is(const std::string& uuid, DeliveryState state)
     {
         auto deliveries = store.deliveries_of_event(uuid);
@@ -289,18 +307,28 @@ TEST_CASE("Retry-After on 429 postpones the next attempt beyond the countdown", 
     Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 429, .headers = {{"Retry-After", "120"}}}; });
     f.hook(receiver.url());
     Dispatcher dispatcher(f.io.get_executor(), f.registry, f.store, Fixture::fast_options());
-    dispatcher.start();
-    TimePoint before = Clock::now();
-    auto result = dispatcher.deliver_event(Package{1, 2, "3"}, "package-created");
-    REQUIRE(eventually([&] {
-        auto d = f.store.deliveries_of_event(result.event_uuid);
-        return !d.empty() && d.front().attempt_count == 1;
-    }));
-    Delivery d = f.only_delivery(result.event_uuid);
-    CHECK(d.state == DeliveryState::pending);
-    REQUIRE(d.next_attempt_at);
-    CHECK(*d.next_attempt_at >= before + 119s);
-    CHECK(*d.next_attempt_at <= Clock::now() + 121s);
+    f.check_retried_within(dispatcher, 119s, 121s);
+}
+
+TEST_CASE("Retry-After is honoured only up to max_retry_after", "[dispatcher]")
+{
+    Fixture f;
+    Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 503, .headers = {{"Retry-After", "86400"}}}; });
+    f.hook(receiver.url());
+    auto options = Fixture::fast_options();
+    options.max_retry_after = 30s;
+    Dispatcher dispatcher(f.io.get_executor(), f.registry, f.store, options);
+    f.check_retried_within(dispatcher, 30s, 30s);
+}
+
+TEST_CASE("a countdown longer than Retry-After sets the next attempt", "[dispatcher]")
+{
+    Fixture f;
+    Receiver receiver([](const ReceivedRequest&) { return Reply{.status = 429, .headers = {{"Retry-After", "2"}}}; });
+    f.hook(receiver.url(), "package-created", "alice", fixed_countdown(600));
+    Dispatcher dispatcher(f.io.get_executor(), f.registry, f.store, Fixture::fast_options());
+    f.check_retried_within(dispatcher, 600s, 600s);
+    CHECK(receiver.count() == 1);
 }
 
 TEST_CASE("basic auth from the hook's config is sent", "[dispatcher]")

@@ -105,7 +105,7 @@ TEST_CASE("each named exception carries its code and API code", "[error]")
     check_exception<ImproperlyConfigured>(errc::improperly_configured, "event_100_4");
     check_exception<AlreadyRegisteredEvent>(errc::event_already_registered, "event_100_5");
     check_exception<EventStillRetrying>(errc::event_still_retrying, "event_100_6");
-    check_exception<StoreError>(errc::store_failure, api_code(errc::store_failure));
+    check_exception<StoreError>(errc::store_failure, "whisperer_store");
     check_exception<TooManyHooks>(errc::too_many_hooks, "whisperer_too_many_hooks");
 }
 

@@ -87,6 +87,7 @@ std::vector<FaultCase> fault_cases()
         {"garbage instead of HTTP", [] { return Reply{.action = Reply::Action::garbage}; }, FailureClass::protocol, 0},
         {"a connection refused", nullptr, FailureClass::connection_refused, 0, countdown, false},
         {"a TLS handshake failure (self-signed certificate)", nullptr, FailureClass::tls, 0, countdown, false},
+        {"a host name that does not resolve", nullptr, FailureClass::dns, 0, countdown, false},
     };
 }
 
@@ -215,6 +216,9 @@ TEST_CASE("every receiver fault is recorded with its class and retried by the co
             } else if (c.expected == FailureClass::connection_refused) {
                 Receiver gone;
                 never_url = gone.url("/never");
+            } else if (c.expected == FailureClass::dns) {
+                // A name under .invalid never resolves (RFC 6761).
+                never_url = "http://name.invalid:8080/never";
             } else {
                 receiver.emplace(handler);
                 never_url = receiver->url("/never");

@@ -615,3 +615,108 @@ TEST_CASE("claims that follow a full claim still see every row they should", "[s
         CHECK(next == std::vector<std::int64_t>{b[1], b[2], c[0]});
     }
 }
+
+namespace {
+
+/// The connections SQLite opens while a `ConnectionWatch` lives, in order (an auto extension
+/// sees each one), so a test can ask one of the store's own connections for its settings.
+class ConnectionWatch {
+public:
+    ConnectionWatch()
+    {
+        opened().clear();
+        REQUIRE(sqlite3_auto_extension(reinterpret_cast<void (*)()>(&ConnectionWatch::on_open)) == SQLITE_OK);
+    }
+    ~ConnectionWatch() { sqlite3_cancel_auto_extension(reinterpret_cast<void (*)()>(&ConnectionWatch::on_open)); }
+    ConnectionWatch(const ConnectionWatch&) = delete;
+    ConnectionWatch& operator=(const ConnectionWatch&) = delete;
+
+    /// The first connection opened since the watch began.
+    sqlite3* first() const
+    {
+        std::lock_guard lock{mutex()};
+        REQUIRE_FALSE(opened().empty());
+        return opened().front();
+    }
+
+private:
+    static int on_open(sqlite3* db, const char**, const sqlite3_api_routines*)
+    {
+        std::lock_guard lock{mutex()};
+        opened().push_back(db);
+        return SQLITE_OK;
+    }
+    static std::vector<sqlite3*>& opened()
+    {
+        static std::vector<sqlite3*> connections;
+        return connections;
+    }
+    static std::mutex& mutex()
+    {
+        static std::mutex m;
+        return m;
+    }
+};
+
+int pragma_synchronous(sqlite3* db)
+{
+    sqlite3_stmt* select = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &select, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(select) == SQLITE_ROW);
+    const int value = sqlite3_column_int(select, 0);
+    sqlite3_finalize(select);
+    return value;
+}
+
+} // namespace
+
+TEST_CASE("the store's connection runs with synchronous=FULL for full durability and NORMAL otherwise", "[sqlite]")
+{
+    TempDir dir;
+    const auto [durability, expected] = GENERATE(std::pair{SqliteDurability::full, 2}, // SQLite's FULL
+                                                 std::pair{SqliteDurability::normal, 1});
+    ConnectionWatch watch;
+    SqliteStore store{dir.file("whisperer.db"), SqliteOptions{.durability = durability}};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    // The store's connection is the first one it opens; it is idle between the store's calls.
+    CHECK(pragma_synchronous(watch.first()) == expected);
+}
+
+TEST_CASE("record_attempts writes a batch all or nothing: one record the database refuses undoes the others",
+          "[sqlite]")
+{
+    TempDir dir;
+    const std::string path = dir.file("whisperer.db");
+    SqliteStore store{path};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 3; ++i) {
+        NewEvent event = sample_event();
+        ids.push_back(store.enqueue_events(std::span{&event, 1}).at(0).delivery_ids.at(0));
+    }
+    const auto claimed = store.claim_due(claim_by("w", t0 + 1s));
+    REQUIRE(claimed.size() == 3);
+    // The database refuses an attempt whose error text is "poison", as it would a full disk.
+    exec_on_file(path, "CREATE TRIGGER refuse_poison BEFORE INSERT ON attempts WHEN NEW.error = 'poison' "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;");
+    auto poisoned = attempt_report(ids[2], "w", 1, AttemptVerdict::retry, 500, t0 + 1h);
+    poisoned.attempt.error = "poison";
+    const std::vector batch{attempt_report(ids[0], "w", 1, AttemptVerdict::delivered, 200),
+                            attempt_report(ids[1], "w", 1, AttemptVerdict::retry, 500, t0 + 1h), poisoned};
+
+    CHECK_THROWS_AS(store.record_attempts(batch), StoreError);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM attempts") == 0);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM outbox WHERE lease_owner = 'w'") == 3);
+    for (std::int64_t id : ids) {
+        const Delivery d = *store.find_delivery(id);
+        CHECK(d.state == DeliveryState::pending);
+        CHECK(d.attempt_count == 0);
+    }
+    CHECK(store.find_hook(store.find_delivery(ids[1])->hook_id)->failed_attempts == 0);
+
+    // Without the poisoned record the same batch is written whole.
+    store.record_attempts(std::span(batch).first(2));
+    CHECK(query_int(path, "SELECT COUNT(*) FROM attempts") == 2);
+    CHECK(store.find_delivery(ids[0])->state == DeliveryState::delivered);
+    CHECK(store.find_delivery(ids[1])->attempt_count == 1);
+}
