@@ -15,3 +15,13 @@ if(Python3_Interpreter_FOUND AND TARGET whisperer-server)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/token_lifecycle_test.py $<TARGET_FILE:whisperer-server>)
   set_tests_properties(router.token_lifecycle PROPERTIES LABELS router TIMEOUT 120)
 endif()
+
+# whisperer-server on a tmpfs that fills up, and one remounted read-only mid-run (needs root to
+# mount; skipped with the reason printed otherwise, or where the kernel refuses the remount).
+if(Python3_Interpreter_FOUND AND TARGET whisperer-server)
+  foreach(case IN ITEMS full read_only)
+    add_test(NAME disk.${case}
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/disk_test.py ${case} $<TARGET_FILE:whisperer-server>)
+    set_tests_properties(disk.${case} PROPERTIES LABELS disk TIMEOUT 300 SKIP_RETURN_CODE 77)
+  endforeach()
+endif()
