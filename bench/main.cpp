@@ -1,6 +1,7 @@
 // whisperer_bench: runs one benchmark scenario per invocation (so each has the process to itself,
 // and peak memory and CPU time are its own), appends its figures as one JSON line to --out, and
 // prints the table of a whole run with `report`. scripts/bench runs them all against nginx.
+// Exits 1 when a scenario fails, 3 when its result is written but not every event arrived.
 
 #include "report.hpp"
 #include "scenarios.hpp"
@@ -136,6 +137,11 @@ int main(int argc, char** argv)
             file << line << "\n";
             if (!file)
                 throw std::runtime_error("cannot append to " + out);
+        }
+        if (const json::value* complete = result.if_contains("complete"); complete && complete->is_bool() &&
+                                                                          !complete->as_bool()) {
+            std::cerr << "whisperer_bench " << command << ": not every event arrived\n";
+            return 3;
         }
         return 0;
     } catch (const std::exception& e) {
