@@ -73,19 +73,25 @@ public:
         return inner_.rotate_secret(id, rotation);
     }
     Page<Hook> list_hooks(const HookQuery& query) override { return inner_.list_hooks(query); }
-    std::vector<std::int64_t> subscriber_ids(const std::string& type, const boost::json::object& filter) override
+    std::vector<std::int64_t> subscriber_ids(const std::string& type, const boost::json::object& filter,
+                                             const std::vector<std::string>& owners) override
     {
-        return inner_.subscriber_ids(type, filter); // In the host's thread: not timed, no shared lock.
+        return inner_.subscriber_ids(type, filter, owners); // In the host's thread: not timed, no shared lock.
     }
     std::string journal_prefix() const override { return inner_.journal_prefix(); }
     void checkpoint() override { inner_.checkpoint(); } // Off every caller's path: not timed.
-    std::vector<Hook> active_hooks(const std::string& type, const boost::json::object& filter) override
+    std::vector<Hook> active_hooks(const std::string& type, const boost::json::object& filter,
+                                   const std::vector<std::string>& owners) override
     {
-        return inner_.active_hooks(type, filter);
+        return inner_.active_hooks(type, filter, owners);
     }
     std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts) override
     {
         return inner_.find_delivery(id, with_attempts);
+    }
+    AttemptPage list_attempts(std::int64_t delivery_id, const AttemptQuery& query) override
+    {
+        return inner_.list_attempts(delivery_id, query);
     }
     std::vector<Delivery> deliveries_of_event(const std::string& uuid) override
     {

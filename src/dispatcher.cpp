@@ -275,6 +275,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         if (!opts.idempotency_key.empty())
             ev.idempotency_key = opts.idempotency_key;
         ev.config_filter = opts.config_filter;
+        ev.owners = opts.owners;
         ev.created = now;
         ev.due = now;
         return ev;
@@ -293,7 +294,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     /// it reaches the store in the background.
     DeliverResult accept(NewEvent event)
     {
-        event.hook_ids = store.subscriber_ids(event.event_type, event.config_filter);
+        event.hook_ids = store.subscriber_ids(event.event_type, event.config_filter, event.owners);
         DeliverResult result;
         result.event_uuid = event.uuid;
         result.hook_count = event.hook_ids->size();

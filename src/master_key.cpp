@@ -125,13 +125,21 @@ MasterKey MasterKey::from_file(const std::string& path)
     // Two passes at most: a file another process creates between our attempt to open it and
     // our attempt to create it is read on the second pass.
     for (int pass = 0; pass < 2; ++pass) {
-        FileDescriptor fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+        // O_NOFOLLOW: whoever can write the directory could otherwise point the path at a key of
+        // their choosing. Owner and mode are read from the opened file, not the path.
+        FileDescriptor fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)};
+        if (fd.get() < 0 && errno == ELOOP)
+            throw key_file_error(path, "is a symbolic link; give the path of the key file itself");
         if (fd.get() >= 0) {
             struct stat st {};
             if (::fstat(fd.get(), &st) != 0)
                 throw key_file_errno(path, "cannot read its mode");
             if (!S_ISREG(st.st_mode))
                 throw key_file_error(path, "is not a regular file");
+            if (st.st_uid != ::geteuid())
+                throw key_file_error(path, "is owned by user id " + std::to_string(st.st_uid) +
+                                               ", not by the user running this process (" +
+                                               std::to_string(::geteuid()) + "); chown it to that user");
             if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
                 throw key_file_error(path, "is accessible by group or others (mode " + octal_mode(st.st_mode) +
                                                "); it must be readable by its owner only: chmod 600 '" + path +

@@ -21,11 +21,15 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace whisperer {
 
@@ -35,6 +39,12 @@ namespace {
 
 /// Listings return between 1 and this many items per page, whatever the caller asks.
 constexpr std::size_t max_page_size = 1000;
+
+/// True for the names under which SQLite keeps a database in memory only.
+bool is_memory_path(const std::string& path)
+{
+    return path.empty() || path == ":memory:" || path.find("mode=memory") != std::string::npos;
+}
 
 std::string already_registered_message(const Hook& hook)
 {
@@ -112,15 +122,16 @@ struct SqliteStore::Impl {
     const SecretBox* box() const noexcept { return box_ ? &*box_ : nullptr; }
 
     // The steps below expect the mutex held and a transaction open.
-    bool in_memory() const { return path_.empty() || path_ == ":memory:" || path_.find("mode=memory") != std::string::npos; }
+    bool in_memory() const { return is_memory_path(path_); }
     std::optional<Hook> find_hook(std::int64_t id, TimePoint now = Clock::now());
     /// Executes an insert or update of `hook`, turning a duplicate into WebhookAlreadyRegistered.
     void write_hook(SQLite::Statement& statement, const Hook& hook);
-    /// Throws TooManyHooks when `owner` has `max_hooks_per_owner` active hooks already.
+    /// Throws TooManyHooks when `owner` has `max_hooks_per_owner` hooks (active or not) already.
     void check_hook_quota(const std::string& owner);
     /// Marks hook `id` inactive, with `reason` (and the time) when not empty; false if none.
     bool deactivate_hook(std::int64_t id, const std::string& reason);
-    std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter);
+    std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter,
+                                   const std::vector<std::string>& owners);
     const std::vector<Subscriber>& subscribers(
         const std::string& event_type, std::map<std::string, std::vector<Subscriber>, std::less<>>& cache);
     /// `hooks` caches, for one batch, the hooks that deliveries were handed off to.
@@ -186,6 +197,19 @@ void configure_sqlite_once()
     std::call_once(once, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
 }
 
+/// Creates a missing database file with mode 0600 before SQLite does: SQLite would create it
+/// under the process umask (often 0644, readable by every local user), and gives its -wal,
+/// -shm and -journal files the database file's mode. An existing file is left as it is; a
+/// path SQLite cannot use either is left for SQLite to report.
+void create_private_file(const std::string& path)
+{
+    if (is_memory_path(path) || path.starts_with("file:"))
+        return;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0)
+        ::close(fd);
+}
+
 SQLite::Database open_database(const std::string& path, const SqliteOptions& options)
 {
     configure_sqlite_once();
@@ -194,6 +218,9 @@ SQLite::Database open_database(const std::string& path, const SqliteOptions& opt
     if (page < 512 || page > 65536 || (page & (page - 1)) != 0)
         throw StoreError("SQLite store: page_size " + std::to_string(page) +
                          " is not a power of two from 512 to 65536");
+    if (options.max_attempts_kept == 0)
+        throw StoreError("SQLite store: max_attempts_kept must be at least 1");
+    create_private_file(path);
     try {
         // The store's mutex serialises every use of the connection, so SQLite's own locking of
         // each call (bind, step, column) is only overhead: a lock pair per call.
@@ -359,20 +386,21 @@ void SqliteStore::Impl::check_hook_quota(const std::string& owner)
     const std::size_t limit = options_.max_hooks_per_owner;
     if (limit == 0)
         return;
-    auto count = statement("SELECT COUNT(*) FROM hooks WHERE owner = :owner AND is_active = 1");
+    // Inactive hooks count too: they stay in the file until retention removes them.
+    auto count = statement("SELECT COUNT(*) FROM hooks WHERE owner = :owner");
     count->bind(":owner", owner);
     count->executeStep();
     if (static_cast<std::size_t>(count->getColumn(0).getInt64()) >= limit)
         throw TooManyHooks("'" + owner + "' already has " + std::to_string(limit) +
-                           " active webhooks, the most allowed; delete one first.");
+                           " webhooks, active or deleted, the most allowed; re-use an inactive one "
+                           "(PUT or PATCH) or wait until retention removes deleted ones.");
 }
 
 Hook SqliteStore::create_hook(const Hook& hook)
 {
     return impl_->write("create a hook", [&] {
         impl_->forget_walk();
-        if (hook.is_active)
-            impl_->check_hook_quota(hook.owner);
+        impl_->check_hook_quota(hook.owner);
         Hook created = hook;
         created.retired_secrets.clear();
         created.created = created.modified = stored_time(Clock::now());
@@ -407,12 +435,18 @@ Hook SqliteStore::update_hook(const Hook& hook)
 {
     return impl_->write("update a hook", [&] {
         impl_->forget_walk();
-        if (hook.is_active) {
-            std::optional<Hook> before = impl_->find_hook(hook.id);
-            if (!before)
+        {
+            // Every hook counts against its owner's limit, active or not: only a move needs room.
+            auto owner = impl_->statement("SELECT owner FROM hooks WHERE id = :id");
+            owner->bind(":id", hook.id);
+            if (!owner->executeStep())
                 throw WebhookDoesNotExist("Webhook " + std::to_string(hook.id) + " does not exist.");
-            if (!before->is_active || before->owner != hook.owner)
+            if (owner->getColumn(0).getString() != hook.owner) {
                 impl_->check_hook_quota(hook.owner);
+                // Subscriber caches keep each hook's owner for owner filters; the schema's
+                // triggers move the generation for the other fields they keep.
+                impl_->statement("UPDATE hooks_generation SET n = n + 1")->exec();
+            }
         }
         auto update = impl_->statement(
             "UPDATE hooks SET owner = :owner, target_url = :target_url, event_type = :event_type, "
@@ -505,7 +539,8 @@ Page<Hook> SqliteStore::list_hooks(const HookQuery& query)
 }
 
 std::vector<Hook> SqliteStore::Impl::active_hooks(const std::string& event_type,
-                                                  const boost::json::object& filter)
+                                                  const boost::json::object& filter,
+                                                  const std::vector<std::string>& owners)
 {
     static const std::string sql = "SELECT " + std::string(hook_columns) +
                                    " FROM hooks h WHERE h.is_active = 1 AND h.event_type = :event_type"
@@ -517,25 +552,27 @@ std::vector<Hook> SqliteStore::Impl::active_hooks(const std::string& event_type,
     while (select->executeStep()) {
         RowReader row{*select};
         Hook hook = read_hook(row, box(), now);
-        if (config_matches(hook.config, filter))
+        if (owner_matches(hook.owner, owners) && config_matches(hook.config, filter))
             hooks.push_back(std::move(hook));
     }
     return hooks;
 }
 
 std::vector<Hook> SqliteStore::active_hooks(const std::string& event_type,
-                                            const boost::json::object& config_filter)
+                                            const boost::json::object& config_filter,
+                                            const std::vector<std::string>& owners)
 {
-    return impl_->read("list active hooks", [&] { return impl_->active_hooks(event_type, config_filter); });
+    return impl_->read("list active hooks", [&] { return impl_->active_hooks(event_type, config_filter, owners); });
 }
 
 std::vector<std::int64_t> SqliteStore::subscriber_ids(const std::string& event_type,
-                                                      const boost::json::object& config_filter)
+                                                      const boost::json::object& config_filter,
+                                                      const std::vector<std::string>& owners)
 {
     if (!impl_->subscribers_)
-        return SubscriptionStore::subscriber_ids(event_type, config_filter);
+        return SubscriptionStore::subscriber_ids(event_type, config_filter, owners);
     try {
-        return impl_->subscribers_->ids(event_type, config_filter);
+        return impl_->subscribers_->ids(event_type, config_filter, owners);
     } catch (const SQLite::Exception& e) {
         throw StoreError("SQLite store '" + impl_->path_ + "': cannot read the hooks of '" + event_type +
                          "': " + e.what());
@@ -602,7 +639,7 @@ const std::vector<Subscriber>& SqliteStore::Impl::subscribers(
 {
     if (auto found = cache.find(event_type); found != cache.end())
         return found->second;
-    auto select = statement("SELECT h.id, h.config FROM hooks h "
+    auto select = statement("SELECT h.id, h.owner, h.config FROM hooks h "
                             "WHERE h.is_active = 1 AND h.event_type = :event_type ORDER BY h.id");
     select->bind(":event_type", event_type);
     std::vector<Subscriber> found;
@@ -610,6 +647,7 @@ const std::vector<Subscriber>& SqliteStore::Impl::subscribers(
         RowReader row{*select};
         Subscriber subscriber;
         subscriber.hook_id = row.int64();
+        subscriber.owner = row.text();
         subscriber.config = row.object();
         found.push_back(std::move(subscriber));
     }
@@ -725,7 +763,7 @@ EnqueuedEvent SqliteStore::Impl::enqueue(const NewEvent& event, const std::vecto
         return enqueued;
     }
     for (const Subscriber& subscriber : subscribers)
-        if (config_matches(subscriber.config, event.config_filter))
+        if (owner_matches(subscriber.owner, event.owners) && config_matches(subscriber.config, event.config_filter))
             add_delivery(subscriber.hook_id);
     return enqueued;
 }
@@ -769,6 +807,36 @@ std::optional<Delivery> SqliteStore::find_delivery(std::int64_t id, bool with_at
             }
         }
         return delivery;
+    });
+}
+
+AttemptPage SqliteStore::list_attempts(std::int64_t delivery_id, const AttemptQuery& query)
+{
+    const std::size_t page_size = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+    return impl_->read("list the attempts of a delivery", [&] {
+        AttemptPage page;
+        auto count = impl_->statement("SELECT COUNT(*) FROM attempts WHERE delivery_id = :id");
+        count->bind(":id", delivery_id);
+        count->executeStep();
+        page.stored = static_cast<std::size_t>(count->getColumn(0).getInt64());
+        static const std::string sql = "SELECT id, " + std::string(attempt_columns) +
+                                       " FROM attempts WHERE delivery_id = :id AND id < :before"
+                                       " ORDER BY id DESC LIMIT :limit";
+        auto select = impl_->statement(sql);
+        select->bind(":id", delivery_id);
+        select->bind(":before", query.before > 0 ? query.before : std::numeric_limits<std::int64_t>::max());
+        select->bind(":limit", sql_limit(page_size + 1));
+        std::int64_t last_id = 0;
+        while (select->executeStep()) {
+            if (page.items.size() == page_size) {
+                page.next = last_id;
+                break;
+            }
+            RowReader row{*select};
+            last_id = row.int64();
+            page.items.push_back(read_attempt(row));
+        }
+        return page;
     });
 }
 
@@ -1194,6 +1262,15 @@ void SqliteStore::Impl::insert_attempt(const AttemptRecord& record)
     insert->bindNoCopy(":error", attempt.error);
     insert->bind(":trigger", std::string(to_string(attempt.trigger)));
     insert->exec();
+    // Numbers grow by one per attempt: below the cap there is nothing to delete, and the usual
+    // recording pays nothing for it.
+    if (attempt.number > options_.max_attempts_kept) {
+        auto prune = statement("DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE delivery_id = :id "
+                               "ORDER BY id DESC LIMIT -1 OFFSET :kept)");
+        prune->bind(":id", record.delivery_id);
+        prune->bind(":kept", sql_limit(options_.max_attempts_kept));
+        prune->exec();
+    }
 }
 
 void SqliteStore::Impl::record_health(const AttemptRecord& record)
@@ -1389,6 +1466,14 @@ std::size_t SqliteStore::delete_finished_before(TimePoint before, std::size_t li
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))");
         remove_events->bind(":before", to_micros(before));
         remove_events->exec();
+
+        // Deleted and disabled hooks count against their owner's limit until they go here.
+        auto remove_hooks = impl_->statement(
+            "DELETE FROM hooks WHERE id IN (SELECT h.id FROM hooks h WHERE h.is_active = 0 AND h.modified < :before "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.hook_id = h.id) LIMIT :limit)");
+        remove_hooks->bind(":before", to_micros(before));
+        remove_hooks->bind(":limit", sql_limit(limit));
+        remove_hooks->exec();
         return removed;
     });
 }

@@ -14,15 +14,21 @@ bool config_matches(const boost::json::object& config, const boost::json::object
     });
 }
 
+bool owner_matches(const std::string& owner, const std::vector<std::string>& owners)
+{
+    return owners.empty() || std::find(owners.begin(), owners.end(), owner) != owners.end();
+}
+
 SqliteSubscribers::SqliteSubscribers(const std::string& path)
     : db_(path, SQLite::OPEN_READONLY),
       generation_(db_, "SELECT n FROM hooks_generation"),
-      select_(db_, "SELECT h.id, h.config FROM hooks h "
+      select_(db_, "SELECT h.id, h.owner, h.config FROM hooks h "
                    "WHERE h.is_active = 1 AND h.event_type = :event_type ORDER BY h.id")
 {
 }
 
-std::vector<std::int64_t> SqliteSubscribers::ids(const std::string& event_type, const boost::json::object& filter)
+std::vector<std::int64_t> SqliteSubscribers::ids(const std::string& event_type, const boost::json::object& filter,
+                                                 const std::vector<std::string>& owners)
 {
     std::lock_guard lock{mutex_};
     // Each statement runs as its own read transaction; a reset ends it, so the connection never
@@ -44,6 +50,7 @@ std::vector<std::int64_t> SqliteSubscribers::ids(const std::string& event_type, 
             RowReader row{select_};
             Subscriber subscriber;
             subscriber.hook_id = row.int64();
+            subscriber.owner = row.text();
             subscriber.config = row.object();
             subscribers.push_back(std::move(subscriber));
         }
@@ -53,7 +60,7 @@ std::vector<std::int64_t> SqliteSubscribers::ids(const std::string& event_type, 
     std::vector<std::int64_t> ids;
     ids.reserve(found->second.size());
     for (const Subscriber& subscriber : found->second)
-        if (config_matches(subscriber.config, filter))
+        if (owner_matches(subscriber.owner, owners) && config_matches(subscriber.config, filter))
             ids.push_back(subscriber.hook_id);
     return ids;
 }

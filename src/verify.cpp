@@ -124,6 +124,7 @@ std::string_view to_string(VerifyStatus status) noexcept
     case VerifyStatus::future: return "future";
     case VerifyStatus::no_known_version: return "no_known_version";
     case VerifyStatus::bad_signature: return "bad_signature";
+    case VerifyStatus::no_secret: return "no_secret";
     }
     return "bad_signature";
 }
@@ -141,6 +142,11 @@ std::string_view to_string(SignatureScheme scheme) noexcept
 VerifyResult verify_webhook(const HeaderLookup& lookup, std::string_view body, std::span<const std::string> secrets,
                             const VerifyOptions& options)
 {
+    // An empty key is public: anyone can compute its signatures.
+    if (secrets.empty() || std::any_of(secrets.begin(), secrets.end(),
+                                       [](const std::string& s) { return standard_signing_key(s).empty(); }))
+        return refused(VerifyStatus::no_secret, SignatureScheme::none,
+                       "No secret was given, or one of them is empty.");
     const auto id = lookup("webhook-id");
     const auto timestamp = lookup("webhook-timestamp");
     const auto signature = lookup("webhook-signature");

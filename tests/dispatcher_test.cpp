@@ -464,6 +464,53 @@ TEST_CASE("config_filter keeps only hooks whose config matches", "[dispatcher]")
     CHECK(targets == std::set<std::string>{"/a", "/c"});
 }
 
+TEST_CASE("an owner filter keeps another owner's hooks out even when their config copies the tenant's",
+          "[dispatcher][security]")
+{
+    Fixture f;
+    Receiver acme;
+    Receiver intruder;
+    // Both subscribers write config {"tenant": "acme"}; only one of them is acme's.
+    for (auto [receiver, owner] : {std::pair{&acme, "acme-owner"}, {&intruder, "mallory"}}) {
+        Hook h;
+        h.owner = owner;
+        h.target_url = receiver->url("/hook");
+        h.event_type = "thing.happened";
+        h.retry_countdown_config = fixed_countdown(1);
+        h.config = {{"tenant", "acme"}};
+        f.store.create_hook(h);
+    }
+    CHECK(f.store.subscriber_ids("thing.happened", {{"tenant", "acme"}}).size() == 2);
+    CHECK(f.store.subscriber_ids("thing.happened", {}, {"acme-owner"}).size() == 1);
+    CHECK(f.store.active_hooks("thing.happened", {{"tenant", "acme"}}, {"acme-owner"}).at(0).owner == "acme-owner");
+    CHECK(f.store.active_hooks("thing.happened", {}, {"nobody"}).empty());
+
+    Dispatcher dispatcher(f.io.get_executor(), f.registry, f.store, Fixture::fast_options());
+    dispatcher.start();
+    // Through the journal (hooks chosen from the subscriber cache), through the store (hooks
+    // chosen in the write) and in the caller (sync): each way keeps the filter.
+    for (int way = 0; way < 3; ++way) {
+        INFO("way " << way);
+        DeliverOptions options;
+        options.config_filter = {{"tenant", "acme"}};
+        options.owners = {"acme-owner"};
+        options.wait_stored = way == 1;
+        options.sync = way == 2;
+        auto result = dispatcher.deliver_event(json::object{{"n", way}}, "thing.happened", options);
+        CHECK(result.hook_count == 1);
+        REQUIRE(acme.wait_for(static_cast<std::size_t>(way) + 1));
+    }
+    REQUIRE(dispatcher.wait_stored());
+    // A last event for everyone proves the intruder's receiver works and is reached only then.
+    DeliverOptions everyone;
+    everyone.config_filter = {{"tenant", "acme"}};
+    CHECK(dispatcher.deliver_event(json::object{{"n", 3}}, "thing.happened", everyone).hook_count == 2);
+    REQUIRE(intruder.wait_for(1));
+    REQUIRE(acme.wait_for(4));
+    CHECK(intruder.requests().size() == 1);
+    CHECK(json::parse(intruder.requests().front().body).at("data").at("n") == 3);
+}
+
 TEST_CASE("sync mode delivers in the caller and returns each hook's attempt", "[dispatcher]")
 {
     Fixture f;

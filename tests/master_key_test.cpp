@@ -12,7 +12,9 @@
 #include <stdexcept>
 #include <string>
 
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 using namespace whisperer;
 using namespace whisperer::test;
@@ -117,4 +119,43 @@ TEST_CASE("a directory is no key file, and none is created in a missing director
     const std::string nowhere = dir.file("missing/master.key");
     CHECK(refusal(nowhere).find("cannot create") != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(dir.path() / "missing"));
+}
+
+TEST_CASE("a key file reached through a symbolic link is refused, and none is created at its target",
+          "[master_key]")
+{
+    TempDir dir;
+    const std::string real = dir.file("real.key");
+    write_file(real, std::string(32, 'k'), 0600);
+    const std::string link = dir.file("master.key");
+    std::filesystem::create_symlink(real, link);
+    const std::string message = refusal(link);
+    CHECK(message.find(link) != std::string::npos);
+    CHECK(message.find("symbolic link") != std::string::npos);
+
+    // A dangling link is not followed to create a key where it points.
+    const std::string dangling = dir.file("dangling.key");
+    std::filesystem::create_symlink(dir.file("planted.key"), dangling);
+    CHECK(refusal(dangling).find("symbolic link") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "planted.key"));
+    CHECK(bytes_of(MasterKey::from_file(real)) == std::string(32, 'k'));
+}
+
+TEST_CASE("a key file owned by another user is refused", "[master_key]")
+{
+    if (::geteuid() != 0) {
+        WARN("not run: giving a file to another user needs root");
+        return;
+    }
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    TempDir dir;
+    const std::string path = dir.file("master.key");
+    write_file(path, std::string(32, 'k'), 0600);
+    REQUIRE(::chown(path.c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+    const std::string message = refusal(path);
+    CHECK(message.find(path) != std::string::npos);
+    CHECK(message.find("owned by user id " + std::to_string(nobody->pw_uid)) != std::string::npos);
+    REQUIRE(::chown(path.c_str(), ::geteuid(), ::getegid()) == 0);
+    CHECK(refusal(path).empty());
 }

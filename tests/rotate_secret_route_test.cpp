@@ -65,7 +65,9 @@ Verdicts verify_with(const ReceivedRequest& request, const std::string& secret)
     const auto standard = headers_of(request, [](const std::string& name) { return name != "x-whisperer-signature"; });
     const auto legacy = headers_of(request, [](const std::string& name) { return !name.starts_with("webhook-"); });
     const VerifyResult by_standard = verify_webhook(standard, request.body, secrets);
-    const VerifyResult by_legacy = verify_webhook(legacy, request.body, secrets);
+    VerifyOptions accept_legacy;
+    accept_legacy.accept_whisperer_signature = true;
+    const VerifyResult by_legacy = verify_webhook(legacy, request.body, secrets, accept_legacy);
     CHECK(by_standard.scheme == SignatureScheme::standard_webhooks);
     CHECK(by_legacy.scheme == SignatureScheme::whisperer);
     return {by_standard.status, by_legacy.status};

@@ -509,6 +509,40 @@ TEST_CASE("the default page is 50 and no page exceeds 250", "[router]")
     CHECK(http::RouterOptions{}.max_page_size == 250);
 }
 
+TEST_CASE("a publish with owners reaches only those owners' hooks, whatever config other subscribers copy",
+          "[router][security]")
+{
+    Fixture f;
+    test::Receiver receiver;
+    f.create(f.alice, hook_body(receiver.url("/alice"), "package-created", {{"config", {{"tenant", "acme"}}}}));
+    f.create(f.bob, hook_body(receiver.url("/bob"), "package-created", {{"config", {{"tenant", "acme"}}}}));
+
+    auto published = f.call(verb::post, "/whisperer/events/", f.publisher,
+                            R"({"event_type": "package-created", "data": {"id": 1},
+                                "config_filter": {"tenant": "acme"}, "owners": ["alice"]})");
+    REQUIRE(published.result() == status::accepted);
+    CHECK(body_of(published).at("hooks").as_int64() == 1);
+    REQUIRE(receiver.wait_for(1));
+    CHECK(receiver.requests().front().target == "/alice");
+
+    for (const char* owners : {R"("alice")", "[]", "[1]", R"([""])", "{}"}) {
+        INFO(owners);
+        require_error(f.call(verb::post, "/whisperer/events/", f.publisher,
+                             std::string(R"({"event_type": "package-created", "data": {}, "owners": )") + owners + "}"),
+                      status::bad_request, "whisperer_invalid", "owners");
+    }
+    // Without owners both receive the next event: the filter, not the receivers, kept bob out.
+    auto everyone = f.call(verb::post, "/whisperer/events/", f.publisher,
+                           R"({"event_type": "package-created", "data": {"id": 2}, "config_filter": {"tenant": "acme"}})");
+    REQUIRE(everyone.result() == status::accepted);
+    CHECK(body_of(everyone).at("hooks").as_int64() == 2);
+    REQUIRE(receiver.wait_for(3));
+    std::size_t to_bob = 0;
+    for (const auto& request : receiver.requests())
+        to_bob += request.target == "/bob" ? 1 : 0;
+    CHECK(to_bob == 1);
+}
+
 TEST_CASE("a publisher's event is accepted with 202 and reaches the subscriber signed", "[router]")
 {
     Fixture f;

@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
+
 // GCC before 14 warns about every member a designated initializer leaves to its default, which is
 // the point of writing queries as `{.owner = "alice"}`.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 14
@@ -350,37 +352,100 @@ TEST_CASE("an owner may have max_hooks_per_owner active hooks; one more throws T
     CHECK(active_hooks_of(store, "bob") == 1);
 }
 
-TEST_CASE("re-activating a hook or moving it to another owner counts against that owner's limit", "[sqlite][limits]")
+TEST_CASE("moving a hook to another owner counts against that owner's limit; re-activating one's own needs no room",
+          "[sqlite][limits]")
 {
     SqliteStore store{":memory:", SqliteOptions{.max_hooks_per_owner = 2}};
     const Hook first = store.create_hook(sample_hook("alice", "https://example.com/1"));
-    const Hook second = store.create_hook(sample_hook("alice", "https://example.com/2"));
-    // An inactive hook takes no place.
     Hook paused = sample_hook("alice", "https://example.com/paused");
     paused.is_active = false;
     paused = store.create_hook(paused);
     CHECK_FALSE(paused.is_active);
+    // An inactive hook takes a place too.
+    CHECK_THROWS_AS(store.create_hook(sample_hook("alice", "https://example.com/2")), TooManyHooks);
 
     Hook resumed = paused;
     resumed.is_active = true;
-    CHECK_THROWS_AS(store.update_hook(resumed), TooManyHooks);
-    CHECK_FALSE(store.find_hook(paused.id)->is_active);
+    CHECK(store.update_hook(resumed).is_active);
 
     const Hook bobs = store.create_hook(sample_hook("bob", "https://example.com/bob"));
     Hook moved = bobs;
     moved.owner = "alice";
     CHECK_THROWS_AS(store.update_hook(moved), TooManyHooks);
     CHECK(store.find_hook(bobs.id)->owner == "bob");
+    moved.is_active = false;
+    CHECK_THROWS_AS(store.update_hook(moved), TooManyHooks);
 
     // Changing a hook that already counts needs no new place.
     Hook changed = first;
     changed.target_url = "https://example.com/changed";
     CHECK(store.update_hook(changed).target_url == "https://example.com/changed");
+}
 
-    // A deactivated hook frees its place.
-    REQUIRE(store.deactivate_hook(second.id));
-    CHECK(store.update_hook(resumed).is_active);
-    CHECK(active_hooks_of(store, "alice") == 2);
+TEST_CASE("deleted hooks count against max_hooks_per_owner until retention removes them with their deliveries",
+          "[sqlite][limits][security]")
+{
+    SqliteStore store{":memory:", SqliteOptions{.max_hooks_per_owner = 2}};
+    const Hook kept = store.create_hook(sample_hook("alice", "https://example.com/kept"));
+    const Hook idle = store.create_hook(sample_hook("alice", "https://example.com/idle", "package-deleted"));
+    // A subscriber that creates and deletes hooks in a loop gets no further than its limit.
+    REQUIRE(store.deactivate_hook(idle.id));
+    CHECK_THROWS_AS(store.create_hook(sample_hook("alice", "https://example.com/3")), TooManyHooks);
+    CHECK(store.list_hooks({.owner = "alice"}).items.size() == 2);
+
+    // Retention removes a deleted hook once it has no deliveries left, and only then.
+    const auto written = store.enqueue_events(std::vector{sample_event()});
+    REQUIRE(written.at(0).delivery_ids.size() == 1);
+    REQUIRE(store.deactivate_hook(kept.id));
+    const TimePoint later = Clock::now() + 1h;
+    CHECK(store.delete_finished_before(later) == 0); // The pending delivery stays, and so does its hook.
+    CHECK(store.find_hook(kept.id));
+    CHECK_FALSE(store.find_hook(idle.id));
+    store.create_hook(sample_hook("alice", "https://example.com/3"));
+    CHECK_THROWS_AS(store.create_hook(sample_hook("alice", "https://example.com/4")), TooManyHooks);
+
+    // An active hook is never removed, deliveries or not.
+    CHECK(store.delete_finished_before(later) == 0);
+    CHECK(store.list_hooks({.owner = "alice"}).items.size() == 2);
+}
+
+TEST_CASE("a delivery keeps its newest max_attempts_kept attempts, listed a page at a time, newest first",
+          "[sqlite][limits][security]")
+{
+    CHECK(SqliteOptions{}.max_attempts_kept == 50);
+    CHECK_THROWS_AS(SqliteStore(":memory:", SqliteOptions{.max_attempts_kept = 0}), StoreError);
+    SqliteStore store{":memory:", SqliteOptions{.max_attempts_kept = 5}};
+    store.create_hook(sample_hook("alice", "https://example.com/hook"));
+    const std::int64_t id = store.enqueue_events(std::vector{sample_event()}).at(0).delivery_ids.at(0);
+    for (unsigned number = 1; number <= 12; ++number)
+        store.record_attempts(std::vector{attempt_report(id, "", number, AttemptVerdict::retry, 500, t0 + 1h)});
+
+    const auto delivery = store.find_delivery(id, true);
+    REQUIRE(delivery);
+    CHECK(delivery->attempt_count == 12); // Every attempt made still counts.
+    std::vector<unsigned> numbers;
+    for (const Attempt& attempt : delivery->attempts)
+        numbers.push_back(attempt.number);
+    CHECK(numbers == std::vector<unsigned>{12, 11, 10, 9, 8});
+    CHECK(delivery->attempts.front().response_body == "answer 12");
+
+    numbers.clear();
+    std::size_t pages = 0;
+    AttemptQuery query{.before = 0, .limit = 2};
+    while (true) {
+        const AttemptPage page = store.list_attempts(id, query);
+        ++pages;
+        CHECK(page.stored == 5);
+        for (const Attempt& attempt : page.items)
+            numbers.push_back(attempt.number);
+        if (!page.next)
+            break;
+        query.before = *page.next;
+    }
+    CHECK(pages == 3);
+    CHECK(numbers == std::vector<unsigned>{12, 11, 10, 9, 8});
+    CHECK(store.list_attempts(id + 100, {}).items.empty());
+    CHECK(store.list_attempts(id + 100, {}).stored == 0);
 }
 
 TEST_CASE("a max_hooks_per_owner of zero sets no limit", "[sqlite][limits]")
@@ -719,4 +784,32 @@ TEST_CASE("record_attempts writes a batch all or nothing: one record the databas
     CHECK(query_int(path, "SELECT COUNT(*) FROM attempts") == 2);
     CHECK(store.find_delivery(ids[0])->state == DeliveryState::delivered);
     CHECK(store.find_delivery(ids[1])->attempt_count == 1);
+}
+
+TEST_CASE("a new database file and its write-ahead log are readable by their owner only, whatever the umask",
+          "[sqlite][security]")
+{
+    TempDir dir;
+    const std::string path = dir.file("hooks.db");
+    const mode_t previous = ::umask(022);
+    {
+        SqliteStore store{path};
+        store.create_hook(sample_hook("alice", "https://example.com/hook"));
+        for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+            INFO(file);
+            struct stat st {};
+            REQUIRE(::stat(file.c_str(), &st) == 0);
+            CHECK((st.st_mode & 0777) == 0600);
+        }
+    }
+    ::umask(previous);
+
+    // An existing file keeps the mode its owner gave it.
+    const std::string shared = dir.file("shared.db");
+    { std::ofstream{shared}; }
+    REQUIRE(::chmod(shared.c_str(), 0640) == 0);
+    SqliteStore store{shared};
+    struct stat st {};
+    REQUIRE(::stat(shared.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0640);
 }

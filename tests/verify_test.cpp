@@ -118,7 +118,7 @@ TEST_CASE("a bad signature, a changed body, id or timestamp, or a wrong secret i
     CHECK(status(other_time, v.body, secrets) == VerifyStatus::bad_signature);
     const std::vector<std::string> wrong{vectors[1].secret};
     CHECK(status(standard_headers(v, v.signature), v.body, wrong) == VerifyStatus::bad_signature);
-    CHECK(status(standard_headers(v, v.signature), v.body, {}) == VerifyStatus::bad_signature);
+    CHECK(status(standard_headers(v, v.signature), v.body, {}) == VerifyStatus::no_secret);
     // The signature is not a secret-free value: using it as the secret does not help.
     const std::vector<std::string> signature_as_secret{v.signature};
     CHECK(status(standard_headers(v, v.signature), v.body, signature_as_secret) == VerifyStatus::bad_signature);
@@ -177,21 +177,68 @@ TEST_CASE("missing or malformed headers and unknown versions only are refused", 
     }
 }
 
-TEST_CASE("X-Whisperer-Signature verifies the body alone when the webhook-* headers are absent", "[verify]")
+TEST_CASE("X-Whisperer-Signature verifies the body alone only when the caller opts in", "[verify]")
 {
     const std::vector<std::string> secrets{"It's a Secret to Everybody"};
     const Headers good{{"X-Whisperer-Signature", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}};
-    const VerifyResult r = verify_webhook(good, "Hello, World!", secrets);
+    VerifyOptions legacy;
+    legacy.accept_whisperer_signature = true;
+    const VerifyResult r = verify_webhook(good, "Hello, World!", secrets, legacy);
     CHECK(r);
     CHECK(r.scheme == SignatureScheme::whisperer);
 
-    CHECK(verify_webhook(good, "Hello, World?", secrets).status == VerifyStatus::bad_signature);
+    CHECK(verify_webhook(good, "Hello, World?", secrets, legacy).status == VerifyStatus::bad_signature);
     const Headers upper{{"x-whisperer-signature", "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17"}};
-    CHECK(verify_webhook(upper, "Hello, World!", secrets).status == VerifyStatus::bad_signature);
+    CHECK(verify_webhook(upper, "Hello, World!", secrets, legacy).status == VerifyStatus::bad_signature);
 
-    VerifyOptions strict;
-    strict.accept_whisperer_signature = false;
-    CHECK(verify_webhook(good, "Hello, World!", secrets, strict).status == VerifyStatus::missing_headers);
+    CHECK_FALSE(VerifyOptions{}.accept_whisperer_signature);
+    CHECK(verify_webhook(good, "Hello, World!", secrets).status == VerifyStatus::missing_headers);
+    CHECK(verify_webhook(good, "Hello, World!", secrets, VerifyOptions{}).status == VerifyStatus::missing_headers);
+}
+
+TEST_CASE("a captured delivery whose webhook-* headers are stripped is refused by default", "[verify]")
+{
+    // A delivery as whisperer sends it: both schemes. An attacker who captured it strips the
+    // timestamped headers and replays the body with X-Whisperer-Signature alone.
+    const std::vector<std::string> secrets{generate_secret()};
+    const std::string body = R"({"event":{"type":"payment-captured"},"data":{"amount":100}})";
+    const Headers replayed{{"Content-Type", "application/json"},
+                           {"X-Whisperer-Signature", whisperer_signature(secrets[0], body)}};
+    const VerifyResult r = verify_webhook(replayed, body, secrets);
+    CHECK_FALSE(r);
+    CHECK(r.status == VerifyStatus::missing_headers);
+
+    const HeaderLookup lookup = [&](std::string_view name) -> std::optional<std::string_view> {
+        if (name == "x-whisperer-signature")
+            return replayed[1].second;
+        return std::nullopt;
+    };
+    CHECK(verify_webhook(lookup, body, secrets).status == VerifyStatus::missing_headers);
+}
+
+TEST_CASE("no secret or an empty secret is refused, even with a signature made with the empty key", "[verify]")
+{
+    const std::string body = R"({"event":{"type":"package-created"}})";
+    const std::int64_t ts = now_seconds();
+    VerifyOptions legacy;
+    legacy.accept_whisperer_signature = true;
+    for (const std::string empty : {"", "whsec_"}) {
+        INFO("secret '" << empty << "'");
+        const std::vector<std::string> secrets{empty};
+        const Headers standard{{"webhook-id", "msg_1"},
+                               {"webhook-timestamp", std::to_string(ts)},
+                               {"webhook-signature", standard_signature(empty, "msg_1", ts, body)}};
+        const VerifyResult r = verify_webhook(standard, body, secrets);
+        CHECK_FALSE(r);
+        CHECK(r.status == VerifyStatus::no_secret);
+        const Headers whisperer{{"X-Whisperer-Signature", whisperer_signature(empty, body)}};
+        CHECK(verify_webhook(whisperer, body, secrets, legacy).status == VerifyStatus::no_secret);
+        // An empty secret beside a good one is still refused: the list is a configuration error.
+        const std::vector<std::string> mixed{generate_secret(), empty};
+        CHECK(verify_webhook(standard, body, mixed).status == VerifyStatus::no_secret);
+    }
+    CHECK(verify_webhook(Headers{}, body, std::span<const std::string>{}).status == VerifyStatus::no_secret);
+    CHECK(to_string(VerifyStatus::no_secret) == "no_secret");
 }
 
 TEST_CASE("the Standard Webhooks headers take precedence over X-Whisperer-Signature", "[verify]")

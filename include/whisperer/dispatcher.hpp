@@ -27,8 +27,12 @@ namespace whisperer {
 
 /// Options of one `deliver_event` call.
 struct DeliverOptions {
-    /// Only hooks whose `config[k] == v` for every key receive the event.
+    /// Only hooks whose `config[k] == v` for every key receive the event. Subscribers write their
+    /// hook's `config`, so this is no boundary between tenants: use `owners` for that.
     boost::json::object config_filter;
+    /// Only hooks of these owners receive the event; empty: hooks of every owner. The owner is
+    /// set by the host's authentication, never by a subscriber, so this keeps tenants apart.
+    std::vector<std::string> owners;
     /// Re-send the stored deliveries of this event instead of making a new one (the instance is
     /// ignored). Fails with `EventAlreadyDelivered` or `EventStillRetrying` unless `force`.
     std::string event_uuid;

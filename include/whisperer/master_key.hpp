@@ -23,9 +23,10 @@ public:
     static MasterKey from_bytes(std::string_view bytes);
 
     /// The key in the file at `path`. A missing file is created first, atomically, with 32 bytes
-    /// from the CSPRNG and mode 0600. Throws `StoreError` with a clear message when the file is
-    /// not a regular file, is readable or writable by group or others, does not hold exactly
-    /// 32 bytes, or cannot be read or created.
+    /// from the CSPRNG and mode 0600. Throws `StoreError` with a clear message when the path is a
+    /// symbolic link (never followed), the file is not a regular file, is owned by another user
+    /// than the process's effective one, is readable or writable by group or others, does not
+    /// hold exactly 32 bytes, or cannot be read or created.
     static MasterKey from_file(const std::string& path);
 
     /// A new key of 32 bytes from the CSPRNG.

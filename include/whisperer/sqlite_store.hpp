@@ -24,10 +24,18 @@ struct SqliteOptions {
     SqliteDurability durability = SqliteDurability::normal;
     std::chrono::milliseconds busy_timeout{5000}; ///< Wait this long for another process's lock.
     std::size_t response_body_limit = 20 * 1024; ///< Stored response bodies are cut to this.
-    /// Active hooks one owner may have; creating or re-activating one more throws `TooManyHooks`.
-    /// Checked in the transaction that writes the hook, so concurrent writers (threads or
-    /// processes) cannot pass it together. Zero means no limit.
+    /// Hooks one owner may have, active or not: an inactive (deleted or disabled) hook is kept
+    /// and counts until retention (`delete_finished_before`) removes it with its deliveries, so
+    /// that creating and deleting hooks in a loop cannot grow the file. Creating one more, or
+    /// moving one to an owner at the limit, throws `TooManyHooks`; re-activating one's own hook
+    /// needs no new place. Checked in the transaction that writes the hook, so concurrent
+    /// writers (threads or processes) cannot pass it together. Zero means no limit.
     std::size_t max_hooks_per_owner = 1000;
+    /// Attempts kept per delivery, at least 1: recording one more deletes the delivery's oldest.
+    /// Each attempt keeps up to `response_body_limit` bytes of response, and manual retries can
+    /// add attempts past `DispatcherOptions::max_attempts`; this bounds what one delivery holds
+    /// (50 x 20 KiB = 1 MiB by default). The delivery's `attempt_count` still counts them all.
+    std::size_t max_attempts_kept = 50;
     /// When set, hook secrets (current and retired), `config.auth.password` and every value of
     /// `additional_headers` are stored encrypted with it (AES-256-GCM, each bound to its hook and
     /// field), and those stored in clear before are encrypted when the store opens. Once a
@@ -89,12 +97,13 @@ public:
     bool deactivate_hook(std::int64_t id, const std::string& reason = {}) override;
     Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) override;
     Page<Hook> list_hooks(const HookQuery& query) override;
-    std::vector<Hook> active_hooks(const std::string& event_type,
-                                   const boost::json::object& config_filter = {}) override;
+    std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& config_filter = {},
+                                   const std::vector<std::string>& owners = {}) override;
     /// Served from a per-event-type cache read through a second connection, so that callers
     /// never wait for the store's writer; a change of hooks by any process clears it.
     std::vector<std::int64_t> subscriber_ids(const std::string& event_type,
-                                             const boost::json::object& config_filter = {}) override;
+                                             const boost::json::object& config_filter = {},
+                                             const std::vector<std::string>& owners = {}) override;
     /// `<path>.journal` for a file with `normal` durability; empty for `full` and in memory.
     std::string journal_prefix() const override;
     /// Checkpoints the write-ahead log through a connection of its own (PASSIVE: writers and
@@ -104,6 +113,7 @@ public:
 
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override;
     std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override;
+    AttemptPage list_attempts(std::int64_t delivery_id, const AttemptQuery& query) override;
     std::vector<Delivery> deliveries_of_event(const std::string& event_uuid) override;
     Page<Delivery> list_deliveries(const DeliveryQuery& query) override;
     bool requeue(std::int64_t delivery_id, TimePoint due) override;

@@ -61,6 +61,19 @@ struct OutboxEntry {
     TimePoint created{};
 };
 
+/// Which attempts of one delivery `list_attempts` returns: newest first, from `before`.
+struct AttemptQuery {
+    std::int64_t before = 0; ///< Cursor: only attempts older than this one (0: from the newest).
+    std::size_t limit = 20;
+};
+
+/// One page of a delivery's attempts, newest first; pass `next` back as `before`.
+struct AttemptPage {
+    std::vector<Attempt> items;
+    std::optional<std::int64_t> next; ///< Absent on the last page.
+    std::size_t stored = 0;           ///< The delivery's attempts kept in the store, in all.
+};
+
 /// Filters of `list_outbox`.
 struct OutboxQuery {
     std::optional<std::string> owner;
@@ -76,10 +89,11 @@ struct NewEvent {
     std::string object_ref;
     std::optional<std::string> idempotency_key; ///< A second event with the same key is not created.
     boost::json::object config_filter;      ///< Only hooks whose `config[k] == v` for every key.
+    std::vector<std::string> owners;        ///< Only hooks of these owners; empty: any owner.
     TimePoint created{};
     TimePoint due{};                        ///< When the first attempt may start.
     /// When set, exactly these hooks receive the event (they were chosen when it was accepted),
-    /// instead of the active hooks that match `event_type` and `config_filter` at the write.
+    /// instead of the active hooks that match `event_type`, `config_filter` and `owners` at the write.
     std::optional<std::vector<std::int64_t>> hook_ids;
     /// The event may be stored already (it is replayed from a journal after a crash): when its
     /// uuid exists, nothing is written and the result is a duplicate.
@@ -205,15 +219,18 @@ public:
     /// (`validate_rotation`), as for `create_hook`.
     virtual Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) = 0;
     virtual Page<Hook> list_hooks(const HookQuery& query) = 0;
-    /// Active hooks of `event_type` whose config matches every key of `config_filter`.
+    /// Active hooks of `event_type` whose config matches every key of `config_filter` and, when
+    /// `owners` is not empty, whose owner is one of `owners`.
     virtual std::vector<Hook> active_hooks(const std::string& event_type,
-                                           const boost::json::object& config_filter = {}) = 0;
+                                           const boost::json::object& config_filter = {},
+                                           const std::vector<std::string>& owners = {}) = 0;
     /// The ids of the hooks `active_hooks` would return, in id order. Runs on every
     /// `deliver_event`, so implementations should answer from a cache, which must still reflect
     /// every committed change to hooks (from any process) by the time of the call. The default
     /// calls `active_hooks`.
     virtual std::vector<std::int64_t> subscriber_ids(const std::string& event_type,
-                                                     const boost::json::object& config_filter = {});
+                                                     const boost::json::object& config_filter = {},
+                                                     const std::vector<std::string>& owners = {});
     /// Where a dispatcher may keep its journal of accepted events: a path prefix beside the
     /// store's data, on the same disk, or empty (the default) for none. A store returns empty
     /// when its commits promise more than a journal's write() does (SQLite's `full` durability)
@@ -231,6 +248,9 @@ public:
     virtual std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) = 0;
     /// Loads a delivery, with its attempts (newest first) when asked.
     virtual std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) = 0;
+    /// One page of a delivery's attempts, newest first, and how many are stored; empty for a
+    /// delivery that does not exist. A store may keep only the newest attempts of a delivery.
+    virtual AttemptPage list_attempts(std::int64_t delivery_id, const AttemptQuery& query) = 0;
     virtual std::vector<Delivery> deliveries_of_event(const std::string& event_uuid) = 0;
     virtual Page<Delivery> list_deliveries(const DeliveryQuery& query) = 0;
     /// Puts a delivery back in the outbox, due at `due` and state pending (for re-sends and
@@ -289,7 +309,9 @@ public:
 
     // --- retention -----------------------------------------------------------------------------------
     /// Deletes up to `limit` finished (delivered or failed) deliveries created before `before`,
-    /// with their attempts and events left without deliveries. Pending ones are never deleted.
+    /// with their attempts and events left without deliveries, and the inactive (deleted or
+    /// disabled) hooks last changed before `before` that have no deliveries left. Pending
+    /// deliveries are never deleted.
     /// Returns how many deliveries were deleted; call again until it returns less than `limit`.
     virtual std::size_t delete_finished_before(TimePoint before, std::size_t limit = 1000) = 0;
 };

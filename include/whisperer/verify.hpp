@@ -27,6 +27,7 @@ enum class VerifyStatus {
     future,            ///< The timestamp is further ahead than the tolerance.
     no_known_version,  ///< `webhook-signature` holds no `v1,` signature (other versions are ignored).
     bad_signature,     ///< No signature matched any secret.
+    no_secret,         ///< No secret was given, or one is empty: an empty key lets anyone sign.
 };
 
 /// The result of `verify_webhook`; converts to true only when verified.
@@ -51,20 +52,23 @@ using HeaderLookup = std::function<std::optional<std::string_view>(std::string_v
 struct VerifyOptions {
     /// A Standard Webhooks timestamp further than this from now, either way, is refused.
     std::chrono::seconds tolerance{300};
-    /// Accept `X-Whisperer-Signature` when the Standard Webhooks headers are absent. That
-    /// signature covers the body only, so it gives no protection against replays.
-    bool accept_whisperer_signature = true;
+    /// Accept `X-Whisperer-Signature` when the Standard Webhooks headers are absent. Off by
+    /// default: that signature covers the body only, so a captured delivery whose `webhook-*`
+    /// headers are stripped could be replayed forever. Turn it on only for senders that cannot
+    /// send the Standard Webhooks headers, and deduplicate by body on your side.
+    bool accept_whisperer_signature = false;
     /// The time to judge timestamps against; the system clock when empty.
     std::optional<std::chrono::system_clock::time_point> now;
 };
 
 /// Verifies a received webhook in one call: the Standard Webhooks v1 signature when the
 /// `webhook-*` headers are present (several space-separated signatures, unknown versions
-/// ignored, the timestamp within `tolerance` of now), otherwise `X-Whisperer-Signature` (also
-/// several space-separated `sha256=` signatures).
+/// ignored, the timestamp within `tolerance` of now); `X-Whisperer-Signature` (also several
+/// space-separated `sha256=` signatures) only when `accept_whisperer_signature` is set.
 /// `body` must be the exact bytes received. Each secret may be a `whsec_` secret or a raw one,
-/// as when signing; pass the old and the new secret during a rotation. Comparisons are constant
-/// time. Never throws for bad input; thread-safe.
+/// as when signing; pass the old and the new secret during a rotation. No secret, or an empty
+/// one (also `whsec_` with nothing after it), is refused with `no_secret` before anything is
+/// compared. Comparisons are constant time. Never throws for bad input; thread-safe.
 VerifyResult verify_webhook(HeaderPairs headers, std::string_view body, std::span<const std::string> secrets,
                             std::chrono::seconds tolerance = std::chrono::minutes(5));
 

@@ -15,14 +15,18 @@
 
 namespace whisperer::detail {
 
-/// A hook that may receive an event: its id and the config that filters match.
+/// A hook that may receive an event: its id, and the owner and config that filters match.
 struct Subscriber {
     std::int64_t hook_id = 0;
+    std::string owner;
     boost::json::object config;
 };
 
 /// True when `config` has every key of `filter` with the same value.
 bool config_matches(const boost::json::object& config, const boost::json::object& filter);
+
+/// True when `owners` is empty or holds `owner`.
+bool owner_matches(const std::string& owner, const std::vector<std::string>& owners);
 
 /// The active hooks of each event type, read once and then served from memory until the
 /// `hooks_generation` counter (moved by triggers on every change of who receives what, from any
@@ -35,9 +39,10 @@ public:
     /// Opens `path` for reading; the schema must exist already.
     explicit SqliteSubscribers(const std::string& path);
 
-    /// The ids of the active hooks of `event_type` whose config matches `filter`, by id.
-    /// Throws `SQLite::Exception`.
-    std::vector<std::int64_t> ids(const std::string& event_type, const boost::json::object& filter);
+    /// The ids of the active hooks of `event_type` whose config matches `filter` and whose
+    /// owner `owners` admits (`owner_matches`), by id. Throws `SQLite::Exception`.
+    std::vector<std::int64_t> ids(const std::string& event_type, const boost::json::object& filter,
+                                  const std::vector<std::string>& owners);
 
 private:
     std::mutex mutex_;

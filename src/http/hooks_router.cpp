@@ -11,6 +11,7 @@
 #include "detail/query.hpp"
 #include "detail/request_body.hpp"
 #include "detail/resource_json.hpp"
+#include "detail/retry_limiter.hpp"
 #include "detail/tokens_routes.hpp"
 
 #include <boost/beast/http/verb.hpp>
@@ -35,6 +36,8 @@ constexpr std::int64_t max_id = std::numeric_limits<std::int64_t>::max();
 constexpr std::size_t max_idempotency_key = 255;
 /// Failed deliveries that one call of the recover route queues again, at most.
 constexpr std::size_t max_recovered = 10000;
+/// Owners that one publish may name in `owners`, at most.
+constexpr std::size_t max_owners = 100;
 
 /// One request on its way through the router. Lives on `handle`'s stack; asynchronous routes
 /// copy what they need (`reply_to`, `done`).
@@ -109,6 +112,22 @@ std::chrono::seconds grace_period_of(const json::value& v)
     return std::chrono::seconds(v.as_int64());
 }
 
+/// The `owners` of a publish: a non-empty array of at most `max_owners` non-empty strings.
+std::vector<std::string> owners_of(const json::value& v)
+{
+    const std::string rule = "owners must be a non-empty array of at most " + std::to_string(max_owners) +
+                             " owner names.";
+    if (!v.is_array() || v.as_array().empty() || v.as_array().size() > max_owners)
+        throw invalid_field("owners", rule);
+    std::vector<std::string> owners;
+    for (const json::value& owner : v.as_array()) {
+        if (!owner.is_string() || owner.as_string().empty())
+            throw invalid_field("owners", rule);
+        owners.emplace_back(owner.as_string());
+    }
+    return owners;
+}
+
 HttpError not_choice(const std::string& event_type)
 {
     return invalid_field("event_type", "\"" + event_type + "\" is not a valid choice.");
@@ -161,10 +180,12 @@ struct HooksRouter::Impl {
     Dispatcher& dispatcher;
     Authenticator& authenticator;
     RouterOptions options;
+    RetryLimiter retry_limiter;
     std::vector<Route> routes;
 
     Impl(const Registry& reg, SubscriptionStore& st, Dispatcher& disp, Authenticator& auth, RouterOptions opts)
-        : registry(reg), store(st), dispatcher(disp), authenticator(auth), options(std::move(opts))
+        : registry(reg), store(st), dispatcher(disp), authenticator(auth), options(std::move(opts)),
+          retry_limiter(options.retry_interval, options.retries_per_owner, options.retry_window)
     {
         add({"hooks"}, {{verb::get, &Impl::list_hooks}, {verb::post, &Impl::create_hook}});
         add({"hooks", "registry"}, {{verb::get, &Impl::event_types}});
@@ -445,14 +466,32 @@ struct HooksRouter::Impl {
                              }));
     }
 
+    /// The delivery with one page of its attempts, newest first (`attempts_limit`,
+    /// `attempts_before`): a delivery may hold many, each with a response body.
     std::optional<Response> get_delivery(Call& call)
     {
-        return json_response(call.reply_to, status::ok, delivery_json(visible_delivery(call, true), true));
+        Query query(call.params);
+        AttemptQuery q;
+        q.limit = static_cast<std::size_t>(
+            query.integer("attempts_limit", 1, max_id)
+                .value_or(static_cast<std::int64_t>(options.default_attempts_page)));
+        q.limit = std::min(q.limit, options.max_page_size);
+        q.before = query.integer("attempts_before", 1, max_id).value_or(0);
+        json::object out = delivery_json(visible_delivery(call, false), false);
+        const AttemptPage page = store.list_attempts(call.id, q);
+        json::array attempts;
+        attempts.reserve(page.items.size());
+        for (const Attempt& attempt : page.items)
+            attempts.push_back(attempt_json(attempt));
+        out["attempts"] = std::move(attempts);
+        out["attempts_stored"] = page.stored;
+        out["attempts_next"] = page.next ? json::value(*page.next) : json::value(nullptr);
+        return json_response(call.reply_to, status::ok, out);
     }
 
     std::optional<Response> retry_delivery(Call& call)
     {
-        visible_delivery(call, false);
+        const Delivery delivery = visible_delivery(call, false);
         json::object body = read_json_object(call.request, options.max_json_depth);
         bool force = false;
         if (const json::value* v = body.if_contains("force")) {
@@ -460,6 +499,22 @@ struct HooksRouter::Impl {
                 throw invalid_field("force", "force must be true or false.");
             force = v->as_bool();
         }
+        // Counted against the delivery's owner, whose storage each attempt grows.
+        if (const auto wait = retry_limiter.admit(call.id, delivery.owner); wait.count() > 0)
+            throw HttpError(status::too_many_requests, "throttled",
+                            "Too many manual retries; try again in " + std::to_string(wait.count()) + " seconds.")
+                .with_retry_after(wait.count());
+        try {
+            start_retry(call, force);
+        } catch (...) {
+            retry_limiter.give_back(call.id, delivery.owner); // Refused before anything was sent.
+            throw;
+        }
+        return std::nullopt;
+    }
+
+    void start_retry(const Call& call, bool force)
+    {
         dispatcher.async_retry_delivery(call.id, force, [to = call.reply_to, done = call.done](HookResult result) {
             answer(to, done, [&] {
                 json::object out{{"id", result.delivery_id},
@@ -469,7 +524,6 @@ struct HooksRouter::Impl {
                 return json_response(to, status::ok, out);
             });
         });
-        return std::nullopt;
     }
 
     std::optional<Response> list_outbox(Call& call)
@@ -520,6 +574,8 @@ struct HooksRouter::Impl {
                 throw invalid_field("config_filter", "config_filter must be a JSON object.");
             deliver.config_filter = filter->as_object();
         }
+        if (const json::value* owners = body.if_contains("owners"); owners && !owners->is_null())
+            deliver.owners = owners_of(*owners);
         if (const json::value* key = body.if_contains("idempotency_key"); key && !key->is_null()) {
             if (!key->is_string() || key->as_string().empty() || key->as_string().size() > max_idempotency_key ||
                 std::any_of(key->as_string().begin(), key->as_string().end(),
@@ -554,6 +610,9 @@ HooksRouter::HooksRouter(const Registry& registry, SubscriptionStore& store, Dis
         throw std::invalid_argument("whisperer::http::HooksRouter: the prefix must start and end with '/'");
     if (options.default_page_size == 0 || options.max_page_size < options.default_page_size)
         throw std::invalid_argument("whisperer::http::HooksRouter: need 0 < default_page_size <= max_page_size");
+    if (options.default_attempts_page == 0 || options.retry_interval.count() < 0 || options.retry_window.count() <= 0)
+        throw std::invalid_argument("whisperer::http::HooksRouter: need default_attempts_page > 0, "
+                                    "retry_interval >= 0 and retry_window > 0");
     impl_ = std::make_unique<Impl>(registry, store, dispatcher, authenticator, std::move(options));
 }
 

@@ -108,6 +108,8 @@ Response error_response(ReplyTo to, const HttpError& error)
     Response response = json_response(to, error.http_status(), body);
     if (!error.allow().empty())
         response.set(http::field::allow, error.allow());
+    if (error.retry_after() > 0)
+        response.set(http::field::retry_after, std::to_string(error.retry_after()));
     if (error.http_status() == status::unauthorized)
         response.set(http::field::www_authenticate, "Token");
     return response;

@@ -91,13 +91,15 @@ public:
         return store_->deactivate_hook(id, reason);
     }
     Page<Hook> list_hooks(const HookQuery& query) override { return store_->list_hooks(query); }
-    std::vector<Hook> active_hooks(const std::string& event_type, const json::object& filter = {}) override
+    std::vector<Hook> active_hooks(const std::string& event_type, const json::object& filter = {},
+                                   const std::vector<std::string>& owners = {}) override
     {
-        return store_->active_hooks(event_type, filter);
+        return store_->active_hooks(event_type, filter, owners);
     }
-    std::vector<std::int64_t> subscriber_ids(const std::string& event_type, const json::object& filter = {}) override
+    std::vector<std::int64_t> subscriber_ids(const std::string& event_type, const json::object& filter = {},
+                                             const std::vector<std::string>& owners = {}) override
     {
-        return store_->subscriber_ids(event_type, filter);
+        return store_->subscriber_ids(event_type, filter, owners);
     }
     // journal_prefix() stays empty: no journal, so that events are in the store when a call returns.
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
@@ -107,6 +109,10 @@ public:
     std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override
     {
         return store_->find_delivery(id, with_attempts);
+    }
+    AttemptPage list_attempts(std::int64_t delivery_id, const AttemptQuery& query) override
+    {
+        return store_->list_attempts(delivery_id, query);
     }
     std::vector<Delivery> deliveries_of_event(const std::string& uuid) override
     {

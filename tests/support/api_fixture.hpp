@@ -52,12 +52,13 @@ struct ApiFixture {
     std::vector<std::thread> threads;
     std::string alice, bob;
 
-    explicit ApiFixture(DispatcherOptions options = quick_dispatcher_options(), SqliteOptions store_options = {})
+    explicit ApiFixture(DispatcherOptions options = quick_dispatcher_options(), SqliteOptions store_options = {},
+                        http::RouterOptions router_options = {})
         : store(dir.file("whisperer.db"), std::move(store_options))
     {
         registry.register_json_event("package-created");
         dispatcher.emplace(io.get_executor(), registry, store, std::move(options));
-        router.emplace(registry, store, *dispatcher, authenticator);
+        router.emplace(registry, store, *dispatcher, authenticator, std::move(router_options));
         for (int i = 0; i < 2; ++i)
             threads.emplace_back([this] { io.run(); });
         alice = issue_token(store, "alice");

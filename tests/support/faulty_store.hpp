@@ -17,7 +17,7 @@ namespace whisperer::test {
 enum class StoreOp : std::uint32_t {
     hooks = 1u << 0,           ///< create, find, update, deactivate, rotate_secret, list, active_hooks
     enqueue = 1u << 1,         ///< enqueue_events
-    read_deliveries = 1u << 2, ///< find_delivery, deliveries_of_event, list_deliveries, list_outbox
+    read_deliveries = 1u << 2, ///< find_delivery, list_attempts, deliveries_of_event, list_deliveries, list_outbox
     requeue = 1u << 3,         ///< requeue, requeue_failed
     claim = 1u << 4,           ///< claim_due, next_due
     leases = 1u << 5,          ///< renew_leases, release_leases
@@ -57,10 +57,11 @@ public:
         return store_.rotate_secret(id, rotation);
     }
     Page<Hook> list_hooks(const HookQuery& query) override { check(StoreOp::hooks); return store_.list_hooks(query); }
-    std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter = {}) override
+    std::vector<Hook> active_hooks(const std::string& event_type, const boost::json::object& filter = {},
+                                   const std::vector<std::string>& owners = {}) override
     {
         check(StoreOp::hooks);
-        return store_.active_hooks(event_type, filter);
+        return store_.active_hooks(event_type, filter, owners);
     }
 
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
@@ -82,6 +83,11 @@ public:
     {
         check(StoreOp::read_deliveries);
         return store_.find_delivery(id, with_attempts);
+    }
+    AttemptPage list_attempts(std::int64_t delivery_id, const AttemptQuery& query) override
+    {
+        check(StoreOp::read_deliveries);
+        return store_.list_attempts(delivery_id, query);
     }
     std::vector<Delivery> deliveries_of_event(const std::string& event_uuid) override
     {
@@ -138,10 +144,11 @@ public:
     /// before it returns, so a refused enqueue fails the call itself.
     std::string journal_prefix() const override { return journal_ ? store_.journal_prefix() : std::string{}; }
     std::vector<std::int64_t> subscriber_ids(const std::string& event_type,
-                                             const boost::json::object& config_filter = {}) override
+                                             const boost::json::object& config_filter = {},
+                                             const std::vector<std::string>& owners = {}) override
     {
         check(StoreOp::hooks);
-        return store_.subscriber_ids(event_type, config_filter);
+        return store_.subscriber_ids(event_type, config_filter, owners);
     }
     /// From now on, offers the wrapped store's journal (for a dispatcher not yet constructed).
     void offer_journal() { journal_ = true; }

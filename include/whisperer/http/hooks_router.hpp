@@ -5,6 +5,7 @@
 #include <whisperer/http/message.hpp>
 #include <whisperer/hook.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -36,6 +37,16 @@ struct RouterOptions {
     /// names). The router always uses its own registry and the dispatcher's countdowns and
     /// callbacks; a null `address_filter` means the dispatcher's.
     HookRules hook_rules;
+    /// Manual retries (`hook_events/{id}/retry/`) of one delivery run at most once per this
+    /// interval; one sooner is answered 429 with `Retry-After`. Each stores an attempt.
+    std::chrono::seconds retry_interval{10};
+    /// Manual retries of one owner's deliveries run at most this many times per
+    /// `retry_window`, all deliveries together; more are answered 429 with `Retry-After`.
+    std::size_t retries_per_owner = 60;
+    std::chrono::seconds retry_window{60};
+    /// Attempts `hook_events/{id}/` shows (newest first) when the request gives no
+    /// `attempts_limit`; the largest honoured is `max_page_size`.
+    std::size_t default_attempts_page = 20;
 };
 
 /// The hooks REST API as a plain request -> response handler on Beast messages, so that a host
@@ -46,13 +57,15 @@ struct RouterOptions {
 /// DELETE = soft delete), `hooks/{id}/recover/` (POST, queue failed deliveries again),
 /// `hooks/{id}/rotate_secret/` (POST `{"grace_period": seconds, "secret_key": ...}`, both
 /// optional; answers the new secret once),
-/// `hook_events/` (GET), `hook_events/{id}/` (GET, with attempts),
-/// `hook_events/{id}/retry/` (POST), `event_queues/` (GET), `events/` (POST, publish; publisher
-/// or admin tokens only), and for admins only `tokens/` (GET list, POST create: answers the new
-/// key once) and `tokens/{id}/` (DELETE revoke), which answer 404 to anyone else. Everything is
-/// scoped to the caller's owner unless the caller is an admin; another owner's resources answer
-/// 404, and a principal that is neither an admin nor has an owner gets 403 on every route.
-/// Errors are JSON `{"code", "en", "field"?}`.
+/// `hook_events/` (GET), `hook_events/{id}/` (GET, with a page of its attempts, newest first:
+/// `attempts_limit`, and `attempts_before` from the answer's `attempts_next`; `attempts_stored`
+/// says how many are kept), `hook_events/{id}/retry/` (POST, rate-limited per delivery and per
+/// owner), `event_queues/` (GET), `events/` (POST, publish, with optional `config_filter` and
+/// `owners`; publisher or admin tokens only), and for admins only `tokens/` (GET list, POST
+/// create: answers the new key once) and `tokens/{id}/` (DELETE revoke), which answer 404 to
+/// anyone else. Everything is scoped to the caller's owner unless the caller is an admin;
+/// another owner's resources answer 404, and a principal that is neither an admin nor has an
+/// owner gets 403 on every route. Errors are JSON `{"code", "en", "field"?}`.
 ///
 /// Thread safety: `handle` may be called from any number of threads at once. The registry, the
 /// store, the dispatcher and the authenticator must outlive the router and every request in

@@ -30,12 +30,16 @@ public:
     /// The `Allow` header of a 405.
     const std::string& allow() const noexcept { return allow_; }
     HttpError& with_allow(std::string allow) { allow_ = std::move(allow); return *this; }
+    /// The `Retry-After` header of a 429, in whole seconds (0: none).
+    long long retry_after() const noexcept { return retry_after_; }
+    HttpError& with_retry_after(long long seconds) { retry_after_ = seconds; return *this; }
 
 private:
     status status_;
     std::string code_;
     std::string field_;
     std::string allow_;
+    long long retry_after_ = 0;
 };
 
 /// A 400 naming `field`, as validation errors are reported.
