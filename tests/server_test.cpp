@@ -2,6 +2,7 @@
 // malformed input, timeouts and stopping.
 
 #include "catch.hpp"
+#include "server_fixture.hpp"
 #include "temp_dir.hpp"
 
 #include <whisperer/api_token.hpp>
@@ -40,99 +41,9 @@ using tcp = asio::ip::tcp;
 using bhttp::status;
 using bhttp::verb;
 
-namespace {
-
-/// An io_context on two threads, stopped and joined on destruction.
-struct Executor {
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-    std::vector<std::thread> threads;
-
-    Executor()
-    {
-        for (int i = 0; i < 2; ++i)
-            threads.emplace_back([this] { io.run(); });
-    }
-    ~Executor()
-    {
-        work.reset();
-        io.stop();
-        for (auto& t : threads)
-            t.join();
-    }
-};
-
-/// A server whose handler answers 200 with the request's target, counting requests.
-struct EchoServer {
-    Executor executor;
-    std::atomic<int> handled{0};
-    std::optional<http::Server> server;
-
-    explicit EchoServer(http::ServerOptions options = {})
-    {
-        server.emplace(
-            executor.io.get_executor(),
-            [this](http::Request request, std::function<void(http::Response)> done) {
-                ++handled;
-                if (request.target() == "/throw")
-                    throw std::runtime_error("handler failure");
-                http::Response response{status::ok, request.version()};
-                response.keep_alive(request.keep_alive());
-                response.body() = std::string(request.target()) + " " + std::to_string(request.body().size());
-                response.prepare_payload();
-                done(std::move(response));
-            },
-            options);
-        server->listen({asio::ip::make_address("127.0.0.1"), 0});
-    }
-    ~EchoServer() { server->stop(); }
-
-    tcp::endpoint endpoint() const { return server->local_endpoint(); }
-};
-
-/// A blocking HTTP client on its own socket; reads give up after 10 s so a test fails, not hangs.
-struct Client {
-    asio::io_context io;
-    tcp::socket socket{io};
-    beast::flat_buffer buffer;
-
-    explicit Client(const tcp::endpoint& endpoint)
-    {
-        socket.connect(endpoint);
-        timeval timeout{10, 0};
-        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    }
-
-    void send_raw(std::string_view bytes) { asio::write(socket, asio::buffer(bytes.data(), bytes.size())); }
-
-    void send(verb method, const std::string& target, std::string body = {}, bool keep_alive = true)
-    {
-        http::Request request{method, target, 11};
-        request.set(bhttp::field::host, "localhost");
-        request.keep_alive(keep_alive);
-        request.body() = std::move(body);
-        request.prepare_payload();
-        bhttp::write(socket, request);
-    }
-
-    http::Response receive()
-    {
-        http::Response response;
-        bhttp::read(socket, buffer, response);
-        return response;
-    }
-
-    /// True when the server closed the connection (end of stream or reset) rather than sending.
-    bool closed_by_server()
-    {
-        boost::system::error_code ec;
-        char byte;
-        std::size_t n = socket.read_some(asio::buffer(&byte, 1), ec);
-        return n == 0 && (ec == asio::error::eof || ec == asio::error::connection_reset);
-    }
-};
-
-} // namespace
+using test::Client;
+using test::EchoServer;
+using test::Executor;
 
 TEST_CASE("a connection is kept alive across requests until the client asks to close", "[server]")
 {
@@ -333,10 +244,10 @@ TEST_CASE("Expect: 100-continue gets the interim response before the body is sen
     CHECK(response.body() == "/expect 5");
 }
 
-TEST_CASE("a client that sends nothing is disconnected after the read timeout", "[server]")
+TEST_CASE("a client that sends no complete header within the header timeout is disconnected", "[server]")
 {
     http::ServerOptions options;
-    options.read_timeout = 200ms;
+    options.header_timeout = 200ms;
     EchoServer s(options);
     Client idle(s.endpoint());
     CHECK(idle.closed_by_server());

@@ -8,6 +8,7 @@
 #include <whisperer/http/authenticator.hpp>
 #include <whisperer/http/hooks_router.hpp>
 #include <whisperer/http/server.hpp>
+#include <whisperer/http/server_tls.hpp>
 #include <whisperer/master_key.hpp>
 #include <whisperer/registry.hpp>
 #include <whisperer/sqlite_store.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -26,6 +28,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <sys/resource.h>
 
 namespace {
 
@@ -79,9 +83,32 @@ int rekey(const server::RekeyOptions& options)
     return 0;
 }
 
+/// The listener's connection limits: as given, or a quarter of the process's descriptor limit
+/// (at most 1024; deliveries and the database need the rest) and an eighth of that per client.
+void connection_limits(const server::ServeOptions& options, http::ServerOptions& server_options)
+{
+    std::size_t total = options.max_connections;
+    if (total == 0) {
+        rlimit files{};
+        std::size_t descriptors = 1024;
+        if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY)
+            descriptors = static_cast<std::size_t>(files.rlim_cur);
+        total = std::clamp<std::size_t>(descriptors / 4, 1, 1024);
+    }
+    server_options.max_connections = total;
+    server_options.max_connections_per_client =
+        options.max_connections_per_client != 0 ? options.max_connections_per_client : std::max<std::size_t>(total / 8, 1);
+}
+
 int serve(const server::ServeOptions& options)
 {
     LogHandler log = stderr_log();
+    http::ServerOptions server_options;
+    server_options.log = log;
+    // Before the database is touched: a refused key file changes nothing.
+    if (!options.tls_cert_file.empty())
+        server_options.tls = http::make_server_tls_context({options.tls_cert_file, options.tls_key_file});
+    connection_limits(options, server_options);
     Registry registry;
     for (const std::string& type : options.event_types)
         registry.register_json_event(type);
@@ -97,8 +124,6 @@ int serve(const server::ServeOptions& options)
     http::RouterOptions router_options;
     router_options.prefix = options.prefix;
     http::HooksRouter router(registry, store, dispatcher, authenticator, router_options);
-    http::ServerOptions server_options;
-    server_options.log = log;
     http::Server server(ioc.get_executor(), router, server_options);
     server.listen(options.listen);
 
@@ -120,10 +145,13 @@ int serve(const server::ServeOptions& options)
     std::string types;
     for (const std::string& type : registry.event_types())
         types += (types.empty() ? "" : ", ") + type;
-    log(LogLevel::info, "whisperer-server listening on http://" + host + ":" + std::to_string(endpoint.port()) +
-                            options.prefix + " (database " + options.db +
+    log(LogLevel::info, std::string("whisperer-server listening on ") + (server_options.tls ? "https" : "http") +
+                            "://" + host + ":" + std::to_string(endpoint.port()) + options.prefix + " (database " +
+                            options.db +
                             (options.secret_key_file.empty() ? "" : ", secrets encrypted") +
-                            ", event types: " + (types.empty() ? "none" : types) + ")");
+                            ", event types: " + (types.empty() ? "none" : types) + ", at most " +
+                            std::to_string(server_options.max_connections) + " connections, " +
+                            std::to_string(server_options.max_connections_per_client) + " per client address)");
 
     int signal = stop_signal.get_future().get();
     log(LogLevel::info, "signal " + std::to_string(signal) + " received, stopping");

@@ -43,6 +43,16 @@ std::chrono::seconds parse_expires_in(const std::string& text)
     }
 }
 
+/// A count from 1 to 1,000,000 given to `option`.
+std::size_t parse_count(std::string_view option, const std::string& text)
+{
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size() || n == 0 || n > 1000000)
+        throw UsageError(std::string(option) + " expects a number from 1 to 1000000");
+    return n;
+}
+
 /// Walks the arguments, handing out option values.
 class Arguments {
 public:
@@ -173,6 +183,14 @@ Command parse_command_line(int argc, const char* const* argv)
             }
         } else if (arg == "--secret-key-file") {
             serve.secret_key_file = args.value_of(arg);
+        } else if (arg == "--tls-cert") {
+            serve.tls_cert_file = args.value_of(arg);
+        } else if (arg == "--tls-key") {
+            serve.tls_key_file = args.value_of(arg);
+        } else if (arg == "--max-connections") {
+            serve.max_connections = parse_count(arg, args.value_of(arg));
+        } else if (arg == "--max-connections-per-client") {
+            serve.max_connections_per_client = parse_count(arg, args.value_of(arg));
         } else if (arg == "--threads") {
             std::string n = args.value_of(arg);
             auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), serve.threads);
@@ -182,6 +200,8 @@ Command parse_command_line(int argc, const char* const* argv)
             throw UsageError("unknown option \"" + std::string(arg) + "\"");
         }
     }
+    if (serve.tls_cert_file.empty() != serve.tls_key_file.empty())
+        throw UsageError("--tls-cert and --tls-key go together");
     return command;
 }
 
@@ -190,6 +210,8 @@ std::string usage()
     return R"(Usage:
   whisperer-server [--db PATH] [--listen HOST:PORT] [--prefix PATH] [--event-type NAME]...
                    [--allow-private CIDR]... [--threads N] [--secret-key-file PATH]
+                   [--tls-cert PATH --tls-key PATH] [--max-connections N]
+                   [--max-connections-per-client N]
   whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]
                                 [--expires-in DURATION] [--secret-key-file PATH]
   whisperer-server token list --db PATH [--secret-key-file PATH]
@@ -209,6 +231,13 @@ the published events to the subscribed hooks.
   --secret-key-file PATH
                         store hook secrets encrypted (AES-256-GCM) with the 32-byte key in PATH,
                         created with mode 0600 when missing; once used, the database needs it
+  --tls-cert PATH       serve HTTPS (TLS 1.2 or later) with this PEM certificate chain...
+  --tls-key PATH        ...and this PEM private key, which only its owner may read (chmod 600)
+  --max-connections N   open client connections at most (default: a quarter of the process's
+                        file descriptor limit, at most 1024); more are answered 503 and closed
+  --max-connections-per-client N
+                        open connections from one client address at most (default: an eighth
+                        of --max-connections); behind a reverse proxy, set it to --max-connections
 
 rekey seals every hook secret and credential of the database again under the key in NEW
 (created with mode 0600 when missing), in one transaction; afterwards only NEW opens it.

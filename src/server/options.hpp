@@ -7,6 +7,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -24,6 +25,10 @@ struct ServeOptions {
     AddressPolicy address_policy;
     unsigned threads = 2;
     std::string secret_key_file; ///< The master key that encrypts hook secrets; none when empty.
+    std::string tls_cert_file;   ///< With `tls_key_file`: serve HTTPS; plain HTTP when empty.
+    std::string tls_key_file;
+    std::size_t max_connections = 0;            ///< 0: derived from the descriptor limit.
+    std::size_t max_connections_per_client = 0; ///< 0: an eighth of `max_connections`.
 };
 
 /// `whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]

@@ -10,6 +10,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include <sys/stat.h>
+
 namespace whisperer::test {
 
 namespace {
@@ -109,6 +111,8 @@ void write_key(const std::string& path, EVP_PKEY* key)
     auto file = open_for_writing(path);
     check(PEM_write_PrivateKey(file.get(), key, nullptr, nullptr, 0, nullptr, nullptr) == 1,
           "PEM_write_PrivateKey");
+    // Readable by its owner only, as whisperer's HTTPS server requires.
+    check(::fchmod(::fileno(file.get()), S_IRUSR | S_IWUSR) == 0, "fchmod");
 }
 
 } // namespace

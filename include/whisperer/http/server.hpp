@@ -12,31 +12,60 @@
 #include <functional>
 #include <memory>
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace whisperer::http {
 
 class HooksRouter;
 
-/// Options of `Server`.
+/// Options of `Server`. The limits bound what a client can make the server hold before any
+/// handler (and so before any authentication) runs; docs/SECURITY.md lists them.
 struct ServerOptions {
     /// Larger request bodies are answered 413 and the connection is closed.
     std::size_t body_limit = 1024 * 1024;
     /// Larger request headers (request line and fields) are answered 431 and the connection is
-    /// closed.
+    /// closed. Also bounds a chunk header (size and extensions) and the trailer of a chunked body:
+    /// longer ones are answered 400.
     std::size_t header_limit = 16 * 1024;
     /// Requests with more header fields are answered 431 and the connection is closed.
     std::size_t max_header_fields = 100;
-    /// A request's header must arrive within this long after the connection opened or the
-    /// previous response was sent (idle keep-alive connections are closed after it), and its body
-    /// within this long after the header. Writing a response has the same limit.
-    std::chrono::milliseconds read_timeout{30000};
-    /// One line per request ("GET /whisperer/hooks/ 200 1.2 ms"); null logs nothing.
+
+    /// Open connections at most; a connection past it is answered 503 and closed at once.
+    std::size_t max_connections = 1024;
+    /// Open connections from one client address at most (past it: 503 and closed). Behind a
+    /// reverse proxy every connection comes from the proxy's address: set it to `max_connections`.
+    std::size_t max_connections_per_client = 128;
+
+    /// A new connection must complete its TLS handshake (when `tls` is set) and send a complete
+    /// request header within this long.
+    std::chrono::milliseconds header_timeout{10000};
+    /// A kept-alive connection is closed when its next request does not start within this long;
+    /// once it starts, its header has `header_timeout`.
+    std::chrono::milliseconds idle_timeout{30000};
+    /// A request's body must arrive within this long after its header.
+    std::chrono::milliseconds body_timeout{30000};
+    /// A response must be written within this long. The handler's own time is not limited.
+    std::chrono::milliseconds write_timeout{30000};
+
+    /// Serves HTTPS only, with this context (see `make_server_tls_context` in
+    /// whisperer/http/server_tls.hpp); plain HTTP when null. Shared, so one context may serve
+    /// several servers; it must not change while a server uses it.
+    std::shared_ptr<boost::asio::ssl::context> tls;
+
+    /// One line per request ("127.0.0.1 \"GET /whisperer/hooks/\" 200 1.2 ms", without the query
+    /// string) and rare warnings (refused connections, accept failures, at most one line per
+    /// kind a second); null logs nothing.
     LogHandler log;
 };
 
 /// A small asynchronous HTTP/1.1 server for hosts that have none: keep-alive, request size
-/// limits, timeouts and a graceful stop.
+/// limits, connection limits, timeouts, optional TLS and a graceful stop.
 ///
 /// Runs on the given executor (the host runs its context on as many threads as it likes).
+/// When the process runs out of file descriptors it stops accepting for a while (50 ms, doubling
+/// up to 500 ms) rather than retrying at once.
 /// Thread safety: every member function may be called from any thread. Connections still
 /// finishing a request after `stop` (or the destructor) keep running on the executor, so the
 /// handler (or router) must stay alive until the executor's context has stopped.
