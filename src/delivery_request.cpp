@@ -38,6 +38,7 @@ HttpRequest make_delivery_request(const ClaimedDelivery& delivery, std::int64_t 
     request.method = "POST";
     request.url = hook.target_url;
     request.body = delivery.body;
+    request.owner = hook.owner;
     auto& headers = request.headers;
     headers.reserve(8 + hook.additional_headers.size());
     headers.emplace_back("Content-Type", "application/json");

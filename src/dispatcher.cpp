@@ -78,6 +78,33 @@ std::size_t hook_quota_of(const DispatcherOptions& o)
     return std::max(o.max_connections_per_origin * 2, o.max_in_flight / 4);
 }
 
+/// The slots' limits: in all, per hook, and per owner and origin (half the slots unless set).
+detail::SlotQuotas slot_quotas(const DispatcherOptions& o)
+{
+    const auto or_half = [&](std::size_t quota) { return quota > 0 ? quota : std::max<std::size_t>(1, o.max_in_flight / 2); };
+    return {.total = o.max_in_flight,
+            .hook = hook_quota_of(o),
+            .owner = or_half(o.max_in_flight_per_owner),
+            .origin = or_half(o.max_in_flight_per_origin)};
+}
+
+/// What a claim may take of a group (hook, owner or origin) that holds `held` of `quota`: the
+/// rest, or nothing once less than a quarter is left, so that a busy group takes its rows in
+/// batches rather than one by one.
+std::size_t claim_room(std::size_t held, std::size_t quota)
+{
+    const std::size_t left = held < quota ? quota - held : 0;
+    return left < quota / 4 ? 0 : left;
+}
+
+/// How log lines name where a hook sends: its origin only, since Slack, Discord and Teams URLs
+/// carry their secret in the path, and others in the query.
+std::string origin_for_log(std::string_view url)
+{
+    std::string origin = target_origin(url);
+    return origin.empty() ? std::string("(invalid URL)") : origin;
+}
+
 std::int64_t unix_seconds(TimePoint t)
 {
     return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -95,7 +122,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           store(st),
           options(std::move(opts)),
           client(ex, client_options(options)),
-          slots(options.max_in_flight, hook_quota_of(options)),
+          slots(slot_quotas(options)),
           commits(st, [this](std::function<void()> job) { asio::post(executor, std::move(job)); }),
           worker(random_worker_id()),
           journal_prefix(st.journal_prefix()),
@@ -151,7 +178,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     bool running = false;
     bool stopping = false;
     bool shutting_down = false; // The stop deadline passed: requests in flight are being cut.
-    std::unordered_map<std::int64_t, std::int64_t> in_flight; // delivery id -> hook id
+    std::unordered_map<std::int64_t, std::string> in_flight; // delivery id -> origin (its quota's key)
     std::vector<AttemptRecord> pending_records;
     std::size_t pending_held = 0; // Of pending_records, those of deliveries holding a slot.
     std::set<std::int64_t> failing_hooks; // Hooks with a failed attempt among pending_records.
@@ -165,7 +192,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     // took all it gave, or a wake-up brought them rows while they were that full). Their own
     // completions claim again, once they have room (`hooks_held_back`); others' do not.
     std::unordered_set<std::int64_t> held_back_hooks;
-    bool hooks_held_back = false; // A hook of held_back_hooks has room again.
+    // Owners and origins that may have rows left for want of their quota, likewise.
+    std::unordered_set<std::string> held_back_owners;
+    std::unordered_set<std::string> held_back_origins;
+    bool hooks_held_back = false; // A hook, owner or origin held back has room again.
     asio::steady_timer wake_timer;
     asio::steady_timer renew_timer;
     asio::steady_timer retention_timer;
@@ -205,8 +235,9 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     }
 
     /// Lets the workers look at the outbox for new rows of `hooks`. A hook that holds so much of
-    /// its quota that a claim would give it nothing is left to its own completions instead: a
-    /// stalled receiver's new rows then cost no claim each.
+    /// its quota that a claim would give it nothing is left to its own completions instead (one
+    /// whose owner or origin does, to theirs): a stalled receiver's new rows then cost no claim
+    /// each.
     void wake_hooks(std::vector<std::int64_t> hooks)
     {
         {
@@ -231,7 +262,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             for (std::int64_t hook : hooks) {
                 if (self->quota_held(hook))
                     self->held_back_hooks.insert(hook);
-                else
+                else if (!self->group_held(hook))
                     claimable = true;
             }
             if (!claimable)
@@ -513,14 +544,17 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         return record;
     }
 
-    /// One line per attempt: what was sent where, and what came of it.
+    /// One line per attempt: what was sent to which hook and origin, and what came of it. Never
+    /// the whole URL: Slack, Discord and Teams URLs carry their secret in the path, others in
+    /// the query.
     void log_outcome(const ClaimedDelivery& delivery, const Attempt& attempt, const AttemptRecord& record) const
     {
         if (!options.log)
             return;
         std::string line = "delivery " + std::to_string(delivery.delivery_id) + " (" + delivery.event_type + " " +
-                           delivery.event_uuid + ") to hook " + std::to_string(delivery.hook.id) + " " +
-                           delivery.hook.target_url + ", attempt " + std::to_string(attempt.number) + ": ";
+                           delivery.event_uuid + ") to hook " + std::to_string(delivery.hook.id) + " at " +
+                           origin_for_log(delivery.hook.target_url) + ", attempt " +
+                           std::to_string(attempt.number) + ": ";
         if (attempt.succeeded())
             line += "delivered, HTTP " + std::to_string(attempt.response_status);
         else
@@ -555,7 +589,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             auto hook = store.find_hook(hook_id);
             if (!hook || !hook->is_active || !store.deactivate_hook(hook_id, reason))
                 return;
-            log(LogLevel::warning, "hook " + std::to_string(hook_id) + " " + hook->target_url + " disabled: " + reason);
+            log(LogLevel::warning, "hook " + std::to_string(hook_id) + " at " + origin_for_log(hook->target_url) +
+                                       " disabled: " + reason);
         } catch (const std::exception& e) {
             log(LogLevel::error, "could not disable hook " + std::to_string(hook_id) + ": " + e.what());
             return;
@@ -668,12 +703,19 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         const std::size_t quota = hook_quota();
         request.per_hook_limit = quota;
         request.min_share = options.claim_min_share;
-        for (const auto& [hook, n] : slots.per_hook()) {
-            const std::size_t left = n < quota ? quota - n : 0;
-            // A hook this close to its quota waits for its completions, which pump again, rather
-            // than taking its rows a few at a time.
-            request.hook_limits.push_back({hook, left < quota / 4 ? 0 : left});
-        }
+        // A hook (owner, origin) this close to its quota waits for its completions, which pump
+        // again, rather than taking its rows a few at a time.
+        for (const auto& [hook, n] : slots.per_hook())
+            request.hook_limits.push_back({hook, claim_room(n, quota)});
+        // One owner's hooks, or one origin's, never hold more than their quota of the slots:
+        // a tenant whose receivers stall, or a stalled receiver many tenants send to, leaves
+        // the rest to the others.
+        request.per_owner_limit = slots.owner_quota();
+        for (const auto& [owner, n] : slots.per_owner())
+            request.owner_limits.push_back({owner, claim_room(n, slots.owner_quota())});
+        request.per_origin_limit = slots.origin_quota();
+        for (const auto& [origin, n] : slots.per_origin())
+            request.origin_limits.push_back({origin, claim_room(n, slots.origin_quota())});
         // Every hook in flight is near its quota and the last claim saw the whole outbox: a claim
         // now would find nothing. Their completions pump again, wake() brings new events, and the
         // timer the last claim armed looks for anything else.
@@ -707,7 +749,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         const bool full = claimed.size() == request.limit;
         outbox_unseen = full;
         hooks_held_back = false;
-        add_held_back(request, claimed_hooks);
+        add_held_back(request, claimed);
         start(std::move(claimed));
         if (full) {
             asio::post(strand, [self = shared_from_this()] { self->pump(); });
@@ -720,19 +762,55 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
 
     std::size_t hook_quota() const { return slots.hook_quota(); }
 
-    /// Adds to `held_back_hooks` the hooks `request` may have left claimable rows of for want of
-    /// their quota: a hook it gave no room, or one that took all the room it had.
-    void add_held_back(const ClaimRequest& request, const std::vector<std::int64_t>& claimed_hooks)
+    /// Adds to `held_back_hooks` (owners, origins) the hooks (owners, origins) `request` may
+    /// have left claimable rows of for want of their quota: one it gave no room, or one that took
+    /// all the room it had.
+    void add_held_back(const ClaimRequest& request, const std::vector<ClaimedDelivery>& claimed)
     {
         std::unordered_map<std::int64_t, std::size_t> taken;
-        for (std::int64_t hook : claimed_hooks)
-            ++taken[hook];
+        std::unordered_map<std::string, std::size_t> owners_taken;
+        std::unordered_map<std::string, std::size_t> origins_taken;
+        for (const ClaimedDelivery& d : claimed) {
+            ++taken[d.hook.id];
+            ++owners_taken[d.hook.owner];
+            ++origins_taken[target_origin(d.hook.target_url)];
+        }
         for (const HookClaimLimit& h : request.hook_limits)
             if (h.limit == 0 || taken[h.hook_id] >= h.limit)
                 held_back_hooks.insert(h.hook_id);
         for (const auto& [hook, n] : taken)
             if (n >= request.per_hook_limit)
                 held_back_hooks.insert(hook);
+        add_held_back_groups(request.owner_limits, request.per_owner_limit, owners_taken, held_back_owners);
+        add_held_back_groups(request.origin_limits, request.per_origin_limit, origins_taken, held_back_origins);
+    }
+
+    static void add_held_back_groups(const std::vector<GroupClaimLimit>& limits, std::size_t per_group,
+                                     std::unordered_map<std::string, std::size_t>& taken,
+                                     std::unordered_set<std::string>& held_back)
+    {
+        for (const GroupClaimLimit& g : limits)
+            if (g.limit == 0 || taken[g.key] >= g.limit)
+                held_back.insert(g.key);
+        for (const auto& [key, n] : taken)
+            if (n >= per_group)
+                held_back.insert(key);
+    }
+
+    /// After a delivery of `owner` to `origin` finished: a held-back owner or origin with room
+    /// again lets the next pump claim.
+    void release_held_back_groups(const std::string& owner, const std::string& origin)
+    {
+        if (auto it = held_back_owners.find(owner);
+            it != held_back_owners.end() && claim_room(slots.held_by_owner(owner), slots.owner_quota()) > 0) {
+            held_back_owners.erase(it);
+            hooks_held_back = true;
+        }
+        if (auto it = held_back_origins.find(origin);
+            it != held_back_origins.end() && claim_room(slots.held_by_origin(origin), slots.origin_quota()) > 0) {
+            held_back_origins.erase(it);
+            hooks_held_back = true;
+        }
     }
 
     /// Whether `hook` holds so much of its quota that a claim would give it no room (see pump()).
@@ -740,6 +818,26 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     {
         const std::size_t quota = hook_quota();
         return slots.held_by(hook) > quota - quota / 4;
+    }
+
+    /// Whether the owner or origin of `hook`'s last delivery holds so much of its quota that a
+    /// claim would give it no room; if so, that group is held back until its completions free
+    /// room (see pump()).
+    bool group_held(std::int64_t hook)
+    {
+        const auto group = slots.group_of(hook);
+        if (!group)
+            return false;
+        bool held = false;
+        if (claim_room(slots.held_by_owner(group->first), slots.owner_quota()) == 0) {
+            held_back_owners.insert(group->first);
+            held = true;
+        }
+        if (claim_room(slots.held_by_origin(group->second), slots.origin_quota()) == 0) {
+            held_back_origins.insert(group->second);
+            held = true;
+        }
+        return held;
     }
 
     /// Arms the wake-up timer for the next due row (or the idle poll, whichever comes first).
@@ -761,17 +859,36 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
 
     /// Counts `claimed` as in flight and sends them off the strand: signing and writing the
     /// requests runs on the executor's other threads while the strand claims and records. Their
-    /// slots are already held.
+    /// slots are already held. A delivery whose owner or origin holds its quota (a hand-off of a
+    /// hook the slots did not know yet) gives its lease back instead, for a later claim.
     void start(std::vector<ClaimedDelivery> claimed)
     {
         if (claimed.empty())
             return;
         std::vector<std::shared_ptr<const ClaimedDelivery>> batch;
         batch.reserve(claimed.size());
+        std::vector<std::int64_t> refused;
         for (ClaimedDelivery& delivery : claimed) {
-            in_flight.emplace(delivery.delivery_id, delivery.hook.id);
+            std::string origin = target_origin(delivery.hook.target_url);
+            if (!slots.admit(delivery.hook.id, delivery.hook.owner, origin)) {
+                slots.refused(delivery.hook.id);
+                refused.push_back(delivery.delivery_id);
+                held_back_owners.insert(delivery.hook.owner);
+                held_back_origins.insert(std::move(origin));
+                continue;
+            }
+            in_flight.emplace(delivery.delivery_id, std::move(origin));
             batch.push_back(std::make_shared<const ClaimedDelivery>(std::move(delivery)));
         }
+        if (!refused.empty()) {
+            try {
+                store.release_leases(worker, refused);
+            } catch (const std::exception& e) {
+                log(LogLevel::warning, std::string("could not release leases (they run out instead): ") + e.what());
+            }
+        }
+        if (batch.empty())
+            return;
         count.in_flight += batch.size();
         asio::post(executor, [self = shared_from_this(), batch = std::move(batch)] {
             for (const auto& delivery : batch)
@@ -808,13 +925,18 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
 
     void finished(const std::shared_ptr<const ClaimedDelivery>& delivery, Attempt attempt, const HttpResult& result)
     {
-        in_flight.erase(delivery->delivery_id);
-        slots.finished(delivery->hook.id);
+        std::string origin;
+        if (auto entry = in_flight.find(delivery->delivery_id); entry != in_flight.end()) {
+            origin = std::move(entry->second);
+            in_flight.erase(entry);
+        }
+        slots.finished(delivery->hook.id, delivery->hook.owner, origin);
         if (auto held = held_back_hooks.find(delivery->hook.id);
             held != held_back_hooks.end() && !quota_held(delivery->hook.id)) {
             held_back_hooks.erase(held);
             hooks_held_back = true;
         }
+        release_held_back_groups(delivery->hook.owner, origin);
         count.in_flight--;
         if (shutting_down && result.failure == FailureClass::io) {
             // Cut by stop(): not an attempt of the receiver's; the lease is released instead.

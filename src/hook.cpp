@@ -4,6 +4,7 @@
 #include <whisperer/registry.hpp>
 #include <whisperer/retry_countdown.hpp>
 
+#include "detail/http_target.hpp"
 #include "detail/json_depth.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -213,11 +214,18 @@ void validate_name_length(std::string_view name, std::string_view field, std::si
 
 } // namespace
 
+std::string target_origin(std::string_view url)
+{
+    auto target = detail::HttpTarget::parse(url);
+    return target ? std::move(target->origin) : std::string();
+}
+
 bool is_reserved_header(std::string_view name) noexcept
 {
-    static constexpr std::array<std::string_view, 10> exact = {
+    static constexpr std::array<std::string_view, 11> exact = {
         "content-type", "content-length", "content-encoding", "transfer-encoding", "host",
-        "user-agent",   "connection",     "keep-alive",       "te",                "upgrade"};
+        "user-agent",   "connection",     "keep-alive",       "te",                "upgrade",
+        "expect"};
     for (std::string_view reserved : exact)
         if (iequals(name, reserved))
             return true;

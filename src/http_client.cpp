@@ -11,6 +11,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/string.hpp>
@@ -23,9 +24,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <deque>
 #include <exception>
+#include <limits>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 
@@ -48,12 +52,31 @@ std::string HttpResult::header(std::string_view name) const
 
 namespace {
 
-/// A request on its way: where it goes, the message to send and whom to tell.
+/// Interim (1xx) responses read past before a request fails with `protocol`.
+constexpr unsigned max_interim_responses = 8;
+
+/// What a connection may buffer past the response headers' limit: chunk headers and the
+/// pieces of body the parser has not taken yet.
+constexpr std::size_t read_buffer_slack = 64 * 1024;
+
+/// A request on its way: where it goes, the message to send, whom to tell and by when.
 struct Exchange {
     HttpTarget target;
+    std::string pool_key; ///< Origin and owner: the pool whose connections it may use.
     http::request<http::string_body> message;
     HttpClient::Handler handler;
+    std::chrono::milliseconds timeout{0};            ///< The whole request's.
+    std::chrono::steady_clock::time_point deadline; ///< The whole request ends by then.
+    std::uint64_t id = 0;                          ///< Names it while it waits in line.
+    std::unique_ptr<asio::steady_timer> wait_timer; ///< Armed while it waits in line.
 };
+
+/// What is left until `deadline`, never negative.
+std::chrono::milliseconds time_left(std::chrono::steady_clock::time_point deadline)
+{
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return std::max(left, std::chrono::milliseconds(0));
+}
 
 /// What one write-and-read on a connection came to.
 enum class Transfer {
@@ -91,7 +114,7 @@ void append_verify_detail(std::string& error, HttpConnection& conn)
 } // namespace
 
 struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
-    /// The connections of one origin and the requests waiting for one of them.
+    /// The connections of one origin for one owner and the requests waiting for one of them.
     struct OriginPool {
         std::vector<std::shared_ptr<HttpConnection>> open; ///< Connecting, busy or idle.
         std::vector<std::shared_ptr<HttpConnection>> idle; ///< Oldest first.
@@ -117,11 +140,16 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     {
         auto target = HttpTarget::parse(request.url);
         if (!target) {
-            fail_later(std::move(handler), FailureClass::io, "invalid URL: " + request.url);
+            // The URL may carry a secret (in its path or query): the error does not repeat it.
+            fail_later(std::move(handler), FailureClass::io, "invalid URL: not an absolute http(s) URL with a host");
             return;
         }
         auto exchange = std::make_unique<Exchange>();
         exchange->handler = std::move(handler);
+        exchange->timeout = request.timeout.value_or(options_.total_timeout);
+        exchange->deadline = std::chrono::steady_clock::now() + exchange->timeout;
+        // A space never occurs in an origin: the key names one origin and one owner.
+        exchange->pool_key = target->origin + " " + request.owner;
         if (!build_message(request, *target, exchange->message)) {
             fail_later(std::move(exchange->handler), FailureClass::io, "header contains CR or LF");
             return;
@@ -146,7 +174,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
                 return false;
             const http::field field = http::string_to_field(name);
             // The client frames the body itself; a caller's framing headers would contradict it.
-            if (field == http::field::content_length || field == http::field::transfer_encoding)
+            // It sends the body at once, so it never asks for 100 Continue either.
+            if (field == http::field::content_length || field == http::field::transfer_encoding ||
+                field == http::field::expect)
                 continue;
             if (field == http::field::host || field == http::field::user_agent)
                 m.set(field, value);
@@ -167,11 +197,11 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
             fail_later(std::move(exchange->handler), FailureClass::io, "shutdown");
             return;
         }
-        OriginPool& pool = origins_[exchange->target.origin];
+        OriginPool& pool = origins_[exchange->pool_key];
         std::shared_ptr<HttpConnection> conn = take_idle(pool);
         if (!conn) {
             if (pool.open.size() >= options_.max_connections_per_origin) {
-                pool.waiting.push_back(std::move(exchange));
+                wait_in_line(pool, std::move(exchange));
                 return;
             }
             conn = add_connection(pool, exchange->target);
@@ -180,8 +210,47 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         start(std::move(exchange), std::move(conn));
     }
 
+    /// Queues `exchange` for a connection of `pool` until its deadline. Needs `mutex_` held.
+    void wait_in_line(OriginPool& pool, std::unique_ptr<Exchange> exchange)
+    {
+        exchange->id = ++last_exchange_id_;
+        exchange->wait_timer = std::make_unique<asio::steady_timer>(executor_, exchange->deadline);
+        exchange->wait_timer->async_wait(
+            [weak = weak_from_this(), key = exchange->pool_key, id = exchange->id](error_code ec) {
+                if (auto self = weak.lock(); self && !ec)
+                    self->expire_waiting(key, id);
+            });
+        pool.waiting.push_back(std::move(exchange));
+    }
+
+    std::string waited_too_long(const Exchange& exchange) const
+    {
+        return "timed out after " + std::to_string(exchange.timeout.count()) + " ms waiting for a connection to " +
+               exchange.target.origin;
+    }
+
+    /// Fails the request `id` of pool `key` with `timeout` if it is still waiting in line.
+    void expire_waiting(const std::string& key, std::uint64_t id)
+    {
+        std::unique_ptr<Exchange> expired;
+        {
+            std::lock_guard lock(mutex_);
+            auto it = origins_.find(key);
+            if (it == origins_.end())
+                return;
+            auto& waiting = it->second.waiting;
+            auto found = std::find_if(waiting.begin(), waiting.end(), [id](const auto& e) { return e->id == id; });
+            if (found == waiting.end())
+                return;
+            expired = std::move(*found);
+            waiting.erase(found);
+        }
+        fail_later(std::move(expired->handler), FailureClass::timeout, waited_too_long(*expired));
+    }
+
     void start(std::unique_ptr<Exchange> exchange, std::shared_ptr<HttpConnection> conn)
     {
+        exchange->wait_timer.reset(); // Cancels the wait in line; its handler finds nothing.
         auto strand = conn->strand();
         asio::co_spawn(strand, run(shared_from_this(), std::move(exchange), std::move(conn)), asio::detached);
     }
@@ -196,7 +265,14 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         HttpResult result;
         Transfer transfer = Transfer::failed;
         try {
-            transfer = co_await self->perform(*exchange, *conn, result);
+            if (started >= exchange->deadline) {
+                // Its time ran out in line: the connection is handed on untouched.
+                result.failure = FailureClass::timeout;
+                result.error = self->waited_too_long(*exchange);
+                transfer = conn->connected() ? Transfer::keep_alive : Transfer::failed;
+            } else {
+                transfer = co_await self->perform(*exchange, *conn, result);
+            }
         } catch (const std::exception& e) {
             result.failure = FailureClass::io;
             result.error = e.what();
@@ -205,7 +281,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
             std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         if (transfer != Transfer::keep_alive)
             conn->close();
-        self->release(std::move(conn), transfer == Transfer::keep_alive, exchange->target.origin);
+        self->release(std::move(conn), transfer == Transfer::keep_alive, exchange->pool_key);
         self->complete(std::move(exchange->handler), std::move(result));
     }
 
@@ -213,31 +289,32 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     /// turns out stale.
     asio::awaitable<Transfer> perform(Exchange& exchange, HttpConnection& conn, HttpResult& result)
     {
-        if (!conn.connected() && !co_await connect(exchange.target, conn, result))
+        if (!conn.connected() && !co_await connect(exchange, conn, result))
             co_return Transfer::failed;
         Transfer transfer = co_await transfer_on(exchange, conn, result);
         if (transfer == Transfer::stale) {
             conn.close();
             conn.reopen();
             result = HttpResult{};
-            if (!co_await connect(exchange.target, conn, result))
+            if (!co_await connect(exchange, conn, result))
                 co_return Transfer::failed;
             transfer = co_await transfer_on(exchange, conn, result);
         }
         co_return transfer == Transfer::stale ? Transfer::failed : transfer;
     }
 
-    /// Resolves, filters, connects and (for https) handshakes within `connect_timeout`.
-    asio::awaitable<bool> connect(const HttpTarget& target, HttpConnection& conn, HttpResult& result)
+    /// Resolves, filters, connects and (for https) handshakes within `connect_timeout` and by the
+    /// request's deadline.
+    asio::awaitable<bool> connect(const Exchange& exchange, HttpConnection& conn, HttpResult& result)
     {
+        const HttpTarget& target = exchange.target;
         error_code ec;
         auto token = asio::redirect_error(asio::use_awaitable, ec);
-        const auto failed = [&](std::string_view step) {
-            return fail(result, conn, target, step, ec, options_.connect_timeout);
-        };
+        const auto limit = std::min(options_.connect_timeout, time_left(exchange.deadline));
+        const auto failed = [&](std::string_view step) { return fail(result, conn, target, step, ec, limit); };
         if (stopped_)
             co_return failed("connect");
-        conn.arm_deadline(options_.connect_timeout);
+        conn.arm_deadline(limit);
 
         // An IP literal in any form (0x7f.1, 2130706433, ...) is connected to as the address the
         // filter saw, never handed to the resolver as a name.
@@ -289,21 +366,22 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         return transfer_on(conn.plain_stream(), exchange, conn, result);
     }
 
-    /// Writes the request and reads the response within `total_timeout`.
+    /// Writes the request and reads the response (past interim ones) by the request's deadline.
     template <class Stream>
     asio::awaitable<Transfer> transfer_on(Stream& stream, Exchange& exchange, HttpConnection& conn,
                                           HttpResult& result)
     {
         error_code ec;
         auto token = asio::redirect_error(asio::use_awaitable, ec);
+        const auto limit = time_left(exchange.deadline);
         const auto failed = [&](std::string_view step) {
-            fail(result, conn, exchange.target, step, ec, options_.total_timeout);
+            fail(result, conn, exchange.target, step, ec, limit);
             return Transfer::failed;
         };
         if (stopped_)
             co_return failed("write");
         const bool reused = conn.exchanges > 0;
-        conn.arm_deadline(options_.total_timeout);
+        conn.arm_deadline(limit);
 
         co_await http::async_write(stream, exchange.message, token);
         if (ec || stopped_) {
@@ -312,29 +390,48 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
             co_return failed("write");
         }
 
-        http::response_parser<detail::CappedBody> parser;
-        parser.header_limit(64 * 1024);
-        parser.body_limit(boost::none);
-        parser.get().body().limit = options_.response_body_limit;
-        if (exchange.message.method() == http::verb::head)
-            parser.skip(true);
-        co_await http::async_read(stream, conn.buffer(), parser, token);
-        if (ec || stopped_) {
-            if (reused && !parser.got_some() && is_stale_error(ec) && !conn.timed_out() && !stopped_)
-                co_return Transfer::stale;
-            co_return failed("read");
+        // An interim response (100 Continue, 103 Early Hints) is not the answer: the answer
+        // follows it on the same connection, and must not be left there for the next request.
+        std::optional<http::response_parser<detail::CappedBody>> parser;
+        for (unsigned interim = 0;; ++interim) {
+            parser.emplace();
+            parser->header_limit(static_cast<std::uint32_t>(
+                std::min<std::size_t>(options_.response_header_limit, std::numeric_limits<std::uint32_t>::max())));
+            parser->body_limit(boost::none);
+            parser->get().body().limit = options_.response_body_limit;
+            if (exchange.message.method() == http::verb::head)
+                parser->skip(true);
+            co_await http::async_read(stream, conn.buffer(), *parser, token);
+            if (ec || stopped_) {
+                if (reused && interim == 0 && !parser->got_some() && is_stale_error(ec) && !conn.timed_out() &&
+                    !stopped_)
+                    co_return Transfer::stale;
+                co_return failed("read");
+            }
+            const unsigned status = parser->get().result_int();
+            if (status < 100 || status > 199)
+                break;
+            if (status == 101 || interim + 1 == max_interim_responses) {
+                conn.disarm_deadline();
+                result.failure = FailureClass::protocol;
+                result.error = status == 101 ? "read: the receiver switched protocols (101)"
+                                             : "read: " + std::to_string(max_interim_responses) +
+                                                   " interim (1xx) responses and no final one";
+                result.error += " (" + exchange.target.host + ":" + std::to_string(exchange.target.port) + ")";
+                co_return Transfer::failed;
+            }
         }
         conn.disarm_deadline();
         ++conn.exchanges;
 
-        auto& response = parser.get();
+        auto& response = parser->get();
         result.status = static_cast<int>(response.result_int());
         result.headers.reserve(static_cast<std::size_t>(std::distance(response.begin(), response.end())));
         for (const auto& field : response)
             result.headers.emplace_back(field.name_string(), field.value());
         result.body = std::move(response.body().data);
         result.body_truncated = response.body().truncated;
-        co_return parser.keep_alive() ? Transfer::keep_alive : Transfer::close;
+        co_return parser->keep_alive() ? Transfer::keep_alive : Transfer::close;
     }
 
     /// Fills `result` for a failed step and returns false. Shutdown and the connection's own
@@ -377,7 +474,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     std::shared_ptr<HttpConnection> add_connection(OriginPool& pool, const HttpTarget& target)
     {
         auto conn = std::make_shared<HttpConnection>(asio::make_strand(executor_),
-                                                      target.tls ? &tls_context_ : nullptr, target);
+                                                      target.tls ? &tls_context_ : nullptr, target,
+                                                      options_.response_header_limit + read_buffer_slack);
         pool.open.push_back(conn);
         return conn;
     }
@@ -414,10 +512,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
 
     /// Returns a connection whose exchange ended: to the next waiting request, to the idle pool,
     /// or (when not `reusable`, already closed) frees its slot for the next waiting request.
-    void release(std::shared_ptr<HttpConnection> conn, bool reusable, const std::string& origin)
+    void release(std::shared_ptr<HttpConnection> conn, bool reusable, const std::string& pool_key)
     {
         std::unique_lock lock(mutex_);
-        auto it = origins_.find(origin);
+        auto it = origins_.find(pool_key);
         if (it == origins_.end())
             return;
         OriginPool& pool = it->second;
@@ -532,7 +630,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     HttpClientOptions options_;
     asio::ssl::context tls_context_;
     mutable std::mutex mutex_;
-    std::unordered_map<std::string, OriginPool> origins_;
+    std::unordered_map<std::string, OriginPool> origins_; ///< By origin and owner (`Exchange::pool_key`).
+    std::uint64_t last_exchange_id_ = 0;
     asio::steady_timer sweep_timer_;
     bool sweep_armed_ = false;
     /// Written under `mutex_`; read without it by exchanges between their steps.

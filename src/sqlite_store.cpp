@@ -70,10 +70,48 @@ constexpr std::string_view claimable =
 struct ClaimCandidate {
     std::int64_t first_due = 0; ///< Of its oldest claimable row not taken yet.
     std::int64_t hook_id = 0;
+    std::string owner;
+    std::string origin;         ///< `target_origin` of its target URL.
     std::size_t limit = 0;
     std::size_t taken = 0;
     bool exhausted = false; ///< A take left no claimable row of the hook.
     std::optional<Hook> hook;
+};
+
+/// What a claim may still take of each owner's and each origin's hooks: the request's limits
+/// less the rows taken so far.
+class GroupRoom {
+public:
+    explicit GroupRoom(const ClaimRequest& request) : request_(request)
+    {
+        for (const GroupClaimLimit& entry : request.owner_limits)
+            owners_[entry.key] = entry.limit;
+        for (const GroupClaimLimit& entry : request.origin_limits)
+            origins_[entry.key] = entry.limit;
+    }
+
+    std::size_t left(const ClaimCandidate& c)
+    {
+        return std::min(left_of(owners_, c.owner, request_.per_owner_limit),
+                        left_of(origins_, c.origin, request_.per_origin_limit));
+    }
+
+    void took(const ClaimCandidate& c, std::size_t n)
+    {
+        left_of(owners_, c.owner, request_.per_owner_limit) -= n;
+        left_of(origins_, c.origin, request_.per_origin_limit) -= n;
+    }
+
+private:
+    static std::size_t& left_of(std::map<std::string, std::size_t>& lefts, const std::string& key,
+                                std::size_t otherwise)
+    {
+        return lefts.try_emplace(key, otherwise).first->second;
+    }
+
+    const ClaimRequest& request_;
+    std::map<std::string, std::size_t> owners_;
+    std::map<std::string, std::size_t> origins_;
 };
 
 /// A claim's walk over the hooks with rows, kept for the claims that follow (see `claim_due`).
@@ -154,7 +192,7 @@ struct SqliteStore::Impl {
     /// the rows this claim has taken so far, over several calls.
     void take_turns(std::vector<ClaimCandidate>& candidates, const ClaimRequest& request,
                     const std::function<std::size_t(std::int64_t)>& limit_of,
-                    std::map<std::int64_t, std::size_t>& taken,
+                    std::map<std::int64_t, std::size_t>& taken, GroupRoom& room,
                     std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed);
     /// The last claim's walk is stale: this connection wrote rows or hooks it does not know of.
     void forget_walk() noexcept { walk_.valid = false; }
@@ -1025,7 +1063,7 @@ std::vector<ClaimCandidate> SqliteStore::Impl::walk_hooks(TimePoint now)
     static const std::string candidates_sql =
         std::string(queued_hooks) +
         "SELECT q.hook_id, (SELECT o.due_at FROM outbox o WHERE o.hook_id = q.hook_id AND " +
-        std::string(claimable) + " ORDER BY o.due_at LIMIT 1)"
+        std::string(claimable) + " ORDER BY o.due_at LIMIT 1), h.owner, h.target_url"
         " FROM queued q JOIN hooks h ON h.id = q.hook_id WHERE h.is_active = 1";
     std::vector<ClaimCandidate> candidates;
     auto select = statement(candidates_sql);
@@ -1036,6 +1074,8 @@ std::vector<ClaimCandidate> SqliteStore::Impl::walk_hooks(TimePoint now)
         ClaimCandidate candidate;
         candidate.hook_id = select->getColumn(0).getInt64();
         candidate.first_due = select->getColumn(1).getInt64();
+        candidate.owner = select->getColumn(2).getString();
+        candidate.origin = target_origin(select->getColumn(3).getString());
         candidates.push_back(std::move(candidate));
     }
     return candidates;
@@ -1043,16 +1083,25 @@ std::vector<ClaimCandidate> SqliteStore::Impl::walk_hooks(TimePoint now)
 
 void SqliteStore::Impl::take_turns(std::vector<ClaimCandidate>& candidates, const ClaimRequest& request,
                                    const std::function<std::size_t(std::int64_t)>& limit_of,
-                                   std::map<std::int64_t, std::size_t>& taken,
+                                   std::map<std::int64_t, std::size_t>& taken, GroupRoom& room,
                                    std::vector<std::pair<std::int64_t, ClaimedDelivery>>& claimed)
 {
+    // Takes up to `n` rows of `candidate`, within what its owner and origin have left.
+    const auto take = [&](ClaimCandidate& candidate, std::size_t n) {
+        n = std::min(n, room.left(candidate));
+        if (n == 0)
+            return;
+        const std::size_t before = candidate.taken;
+        take_rows(candidate, n, request, claimed);
+        room.took(candidate, candidate.taken - before);
+    };
     std::vector<ClaimCandidate*> turns;
     for (ClaimCandidate& candidate : candidates) {
         const std::size_t limit = limit_of(candidate.hook_id);
         const std::size_t already = taken[candidate.hook_id];
         candidate.limit = limit > already ? limit - already : 0;
         candidate.taken = 0;
-        if (candidate.limit > 0 && !candidate.exhausted)
+        if (candidate.limit > 0 && !candidate.exhausted && room.left(candidate) > 0)
             turns.push_back(&candidate);
     }
     if (turns.empty() || claimed.size() >= request.limit)
@@ -1068,15 +1117,14 @@ void SqliteStore::Impl::take_turns(std::vector<ClaimCandidate>& candidates, cons
     for (ClaimCandidate* candidate : turns) {
         if (claimed.size() >= request.limit)
             break;
-        take_rows(*candidate, std::min({candidate->limit, share, request.limit - claimed.size()}), request, claimed);
+        take(*candidate, std::min({candidate->limit, share, request.limit - claimed.size()}));
     }
     for (ClaimCandidate* candidate : turns) {
         if (claimed.size() >= request.limit)
             break;
         if (candidate->taken == 0 || candidate->exhausted || candidate->taken >= candidate->limit)
             continue;
-        take_rows(*candidate, std::min(candidate->limit - candidate->taken, request.limit - claimed.size()), request,
-                  claimed);
+        take(*candidate, std::min(candidate->limit - candidate->taken, request.limit - claimed.size()));
     }
     for (ClaimCandidate* candidate : turns)
         taken[candidate->hook_id] += candidate->taken;
@@ -1111,12 +1159,13 @@ std::vector<ClaimedDelivery> SqliteStore::claim_due(const ClaimRequest& request)
         if (!reuse)
             walk.now = now;
         std::map<std::int64_t, std::size_t> taken;
+        GroupRoom room(request);
         std::vector<std::pair<std::int64_t, ClaimedDelivery>> claimed; // due_at, delivery
-        impl_->take_turns(hooks, request, limit_of, taken, claimed);
+        impl_->take_turns(hooks, request, limit_of, taken, room, claimed);
         if (reuse && claimed.size() < request.limit) {
             hooks = impl_->walk_hooks(request.now);
             walk.now = now;
-            impl_->take_turns(hooks, request, limit_of, taken, claimed);
+            impl_->take_turns(hooks, request, limit_of, taken, room, claimed);
         }
         walk.hooks.clear();
         for (ClaimCandidate& candidate : hooks) {

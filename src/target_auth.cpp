@@ -103,6 +103,7 @@ void TargetAuth::async_authorization(const Hook& hook, HttpClient& client, Done 
     }
     HttpRequest login;
     login.url = field(*auth, "url");
+    login.owner = hook.owner;
     login.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
     login.headers.emplace_back("Accept", "application/json");
     login.body = form_encode(field(*auth, "username_field", "username")) + "=" + form_encode(field(*auth, "username")) +

@@ -258,7 +258,7 @@ TEST_CASE("validate_hook rejects reserved header names in any letter case", "[ho
     for (const char* name : {"Content-Type", "content-type", "CONTENT-TYPE", "X-Whisperer-Signature",
                              "x-whisperer-event", "X-WHISPERER-ANYTHING", "webhook-signature", "Webhook-Id",
                              "WEBHOOK-TIMESTAMP", "Host", "Content-Length", "User-Agent", "Transfer-Encoding",
-                             "Connection"}) {
+                             "Connection", "Expect", "expect"}) {
         INFO(name);
         auto rejection = rejection_of([&] { validate_hook(with_headers({{name, "v"}})); });
         REQUIRE(rejection);
@@ -380,7 +380,7 @@ TEST_CASE("is_reserved_header recognises whisperer's own headers case-insensitiv
 {
     for (const char* name : {"Content-Type", "content-type", "Content-Length", "Content-Encoding", "Host", "HOST",
                              "User-Agent", "Transfer-Encoding", "Connection", "Keep-Alive", "TE", "Upgrade",
-                             "X-Whisperer-Event", "X-Whisperer-Signature", "x-whisperer-signature", "webhook-id",
+                             "Expect", "X-Whisperer-Event", "X-Whisperer-Signature", "x-whisperer-signature", "webhook-id",
                              "webhook-timestamp", "webhook-signature", "Webhook-Signature"}) {
         INFO(name);
         CHECK(is_reserved_header(name));

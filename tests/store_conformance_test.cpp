@@ -979,6 +979,63 @@ TEMPLATE_LIST_TEST_CASE("claim_due takes at most each hook's limit, serving the 
     }
 }
 
+TEMPLATE_LIST_TEST_CASE("claim_due takes no more rows of one owner's hooks, or of one origin's, than their limits",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook alice_a = store.create_hook(sample_hook("alice", "https://a.example/one", "type-1"));
+    const Hook alice_b = store.create_hook(sample_hook("alice", "https://b.example/", "type-2"));
+    const Hook bob_a = store.create_hook(sample_hook("bob", "https://a.example:443/two?token=x", "type-3"));
+    const Hook carol_c = store.create_hook(sample_hook("carol", "https://c.example/", "type-4"));
+    for (int i = 0; i < 3; ++i)
+        for (const char* type : {"type-1", "type-2", "type-3", "type-4"})
+            enqueue_one(store, sample_event(type, t0 + 1ms * i));
+    auto count = [](const std::vector<ClaimedDelivery>& claimed, auto&& which) {
+        return std::count_if(claimed.begin(), claimed.end(), which);
+    };
+    auto of_owner = [](std::string owner) { return [owner](const ClaimedDelivery& d) { return d.hook.owner == owner; }; };
+    auto of_a = [&](const ClaimedDelivery& d) { return d.hook.id == alice_a.id || d.hook.id == bob_a.id; };
+    CHECK(target_origin(alice_a.target_url) == target_origin(bob_a.target_url));
+
+    SECTION("the per-owner limit holds over all of an owner's hooks")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 64);
+        request.per_owner_limit = 4;
+        const auto claimed = store.claim_due(request);
+        CHECK(count(claimed, of_owner("alice")) == 4);
+        CHECK(count(claimed, of_owner("bob")) == 3);
+        CHECK(count(claimed, of_owner("carol")) == 3);
+    }
+    SECTION("an owner's own limit overrides the per-owner limit; zero leaves its rows alone")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 64);
+        request.per_owner_limit = 2;
+        request.owner_limits = {{.key = "alice", .limit = 0}, {.key = "carol", .limit = 3}};
+        const auto claimed = store.claim_due(request);
+        CHECK(count(claimed, of_owner("alice")) == 0);
+        CHECK(count(claimed, of_owner("bob")) == 2);
+        CHECK(count(claimed, of_owner("carol")) == 3);
+    }
+    SECTION("the per-origin limit holds over every owner's hooks of the origin")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 64);
+        request.per_origin_limit = 4;
+        const auto claimed = store.claim_due(request);
+        CHECK(count(claimed, of_a) == 4);
+        CHECK(count(claimed, [&](const ClaimedDelivery& d) { return d.hook.id == alice_b.id; }) == 3);
+        CHECK(count(claimed, [&](const ClaimedDelivery& d) { return d.hook.id == carol_c.id; }) == 3);
+    }
+    SECTION("an origin's own limit overrides the per-origin limit")
+    {
+        ClaimRequest request = claim_by("w", t0 + 1s, 64);
+        request.origin_limits = {{.key = target_origin(alice_a.target_url), .limit = 1}};
+        const auto claimed = store.claim_due(request);
+        CHECK(count(claimed, of_a) == 1);
+        CHECK(claimed.size() == 7);
+    }
+}
+
 TEMPLATE_LIST_TEST_CASE("claim_due passes over the leased rows of a hook to its next ones", "[store]", Stores)
 {
     TestType fixture;

@@ -30,14 +30,27 @@ using LogHandler = std::function<void(LogLevel, std::string_view message)>;
 struct DispatcherOptions {
     /// Resolving, connecting and the TLS handshake together (the original's connect timeout).
     std::chrono::milliseconds connect_timeout{10000};
-    /// Sending the request and reading the response (the original's read timeout).
+    /// The whole request (the original's read timeout): waiting for a pooled connection,
+    /// connecting, sending the request and reading the response. Connecting also stops at
+    /// `connect_timeout`.
     std::chrono::milliseconds request_timeout{10000};
     /// Response bodies are stored up to this many bytes.
     std::size_t response_body_limit = 20 * 1024;
     /// Deliveries a dispatcher holds at once, over all receivers: requests in flight plus
-    /// finished attempts whose outcome is not recorded yet. One hook may hold a quarter of them.
+    /// finished attempts whose outcome is not recorded yet. One hook may hold a quarter of them
+    /// (at least 2 x `max_connections_per_origin`).
     std::size_t max_in_flight = 1024;
-    /// Connections at once to one origin (scheme, host, port): a slow receiver holds at most these.
+    /// Requests in flight at once for the hooks of one owner together; zero, the default, means
+    /// half of `max_in_flight`. An owner whose receivers stall holds at most these, and leaves
+    /// the rest of the slots to the other owners (its own other hooks wait with it).
+    std::size_t max_in_flight_per_owner = 0;
+    /// Requests in flight at once to one origin (scheme, host, port), whoever's hooks they are
+    /// for; zero, the default, means half of `max_in_flight`. A stalled receiver that many
+    /// owners send to holds at most these.
+    std::size_t max_in_flight_per_origin = 0;
+    /// Connections at once to one origin (scheme, host, port) for one owner: a slow receiver
+    /// holds at most these per owner, and no connection carries two owners' requests. Requests
+    /// that wait for one count against `request_timeout`.
     std::size_t max_connections_per_origin = 8;
     /// Attempts in all before a delivery ends as failed (the original makes 18).
     unsigned max_attempts = 18;

@@ -95,8 +95,14 @@ void validate_hook(const Hook& hook, const HookRules& rules = {});
 /// sealed at rest). Empty is valid (no signature).
 void validate_secret(std::string_view secret, const HookRules& rules = {});
 
+/// The origin of a target URL, `scheme://host:port` with the port always written (the key of
+/// connection pools and of the dispatcher's per-origin quota); empty unless `url` is an absolute
+/// http or https URL with a host. Never contains the URL's user info, path or query.
+std::string target_origin(std::string_view url);
+
 /// True for headers that whisperer sets itself and subscribers may not override
-/// (case-insensitive): Content-Type, X-Whisperer-*, webhook-*, User-Agent, Host, Content-Length, ...
+/// (case-insensitive): Content-Type, X-Whisperer-*, webhook-*, User-Agent, Host, Content-Length,
+/// Expect (the client sends bodies at once and never waits for 100 Continue), ...
 bool is_reserved_header(std::string_view name) noexcept;
 
 /// What a read shows for a credential other than the secret: `config.auth.password` and every

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,13 +19,20 @@ namespace whisperer {
 
 /// Options of `HttpClient`.
 struct HttpClientOptions {
-    /// Resolving, connecting and the TLS handshake together must finish within this.
+    /// Resolving, connecting and the TLS handshake together must finish within this (and
+    /// within what is left of `total_timeout`).
     std::chrono::milliseconds connect_timeout{10000};
-    /// Writing the request and reading the whole response must finish within this.
+    /// The whole request, from `async_send`: waiting in line for a connection, connecting,
+    /// writing the request and reading the whole response must finish within this.
     std::chrono::milliseconds total_timeout{10000};
     /// Response bodies are read up to this many bytes; the rest is read and discarded.
     std::size_t response_body_limit = 20 * 1024;
-    /// Connections open at once to one origin (scheme, host, port); more requests wait in line.
+    /// The status line and headers of a response may have at most this many bytes. A
+    /// connection buffers at most this plus 64 KiB of a response it has not parsed yet (a chunk
+    /// header that never ends, say): past that the request fails with `FailureClass::protocol`.
+    std::size_t response_header_limit = 64 * 1024;
+    /// Connections open at once to one origin (scheme, host, port) for one owner
+    /// (`HttpRequest::owner`); more requests wait in line.
     std::size_t max_connections_per_origin = 8;
     /// An idle keep-alive connection is closed after this long.
     std::chrono::milliseconds idle_timeout{30000};
@@ -44,6 +52,11 @@ struct HttpRequest {
     std::string url;
     std::vector<std::pair<std::string, std::string>> headers; ///< Sent in this order.
     std::string body;
+    /// On whose behalf the request goes (a hook's owner). Connections are pooled per origin and
+    /// owner: requests of different owners never share a connection.
+    std::string owner;
+    /// Replaces `HttpClientOptions::total_timeout` for this request.
+    std::optional<std::chrono::milliseconds> timeout;
 };
 
 /// What came of a request: a response, or the class of transport failure.
@@ -60,10 +73,11 @@ struct HttpResult {
     std::string header(std::string_view name) const;
 };
 
-/// An HTTP/1.1 client over Boost.Beast with a keep-alive connection pool per origin.
+/// An HTTP/1.1 client over Boost.Beast with a keep-alive connection pool per origin and owner.
 ///
 /// HTTPS verifies the certificate chain and the host name and sends SNI. Redirects are never
-/// followed. Thread-safe: any thread may call `async_send`; handlers run on the client's
+/// followed. Interim (1xx) responses are read past; `101 Switching Protocols` fails the request
+/// with `FailureClass::protocol` and closes the connection. Thread-safe: any thread may call `async_send`; handlers run on the client's
 /// executor, never inline. Destroying the client (or `shutdown`) fails the requests in flight.
 class HttpClient {
 public:
@@ -78,7 +92,8 @@ public:
 
     /// Sends `request`; `handler` (not null) receives the result exactly once, posted to the
     /// executor, unless the executor stops running first. A request whose connection cannot be
-    /// had at once waits in its origin's line; that wait is not counted in `duration`.
+    /// had at once waits in its pool's line, within `total_timeout` (it then fails with
+    /// `FailureClass::timeout`); that wait is not counted in `duration`.
     void async_send(HttpRequest request, Handler handler);
 
     /// Closes idle connections and fails requests in flight and in line; later sends fail at once.

@@ -133,6 +133,12 @@ struct HookClaimLimit {
     std::size_t limit = 0;                  ///< Zero leaves the hook's rows alone.
 };
 
+/// How many rows one claim may take of the hooks of one owner, or of one origin.
+struct GroupClaimLimit {
+    std::string key;                        ///< The owner, or the origin (`target_origin`).
+    std::size_t limit = 0;                  ///< Zero leaves the group's rows alone.
+};
+
 /// Parameters of `claim_due`.
 struct ClaimRequest {
     std::string worker;                     ///< Lease owner; unique per dispatcher instance.
@@ -144,6 +150,14 @@ struct ClaimRequest {
     /// Hooks with a limit of their own, such as what is left of a dispatcher's quota for a hook
     /// that has deliveries in flight. At most one entry per hook.
     std::vector<HookClaimLimit> hook_limits;
+    /// Rows of the hooks of any one owner together, unless `owner_limits` gives the owner a limit
+    /// of its own (what is left of a dispatcher's quota for an owner with deliveries in flight).
+    std::size_t per_owner_limit = std::numeric_limits<std::size_t>::max();
+    std::vector<GroupClaimLimit> owner_limits; ///< At most one entry per owner.
+    /// Rows of the hooks of any one origin together (the `target_origin` of their target URL,
+    /// whoever owns them), unless `origin_limits` gives the origin a limit of its own.
+    std::size_t per_origin_limit = std::numeric_limits<std::size_t>::max();
+    std::vector<GroupClaimLimit> origin_limits; ///< At most one entry per origin.
     /// Rows a hook's turn takes at least (within its limit), when there are more hooks waiting
     /// than `limit` gives each one row: the hooks waiting longest then take this many each and
     /// the others wait for the next claim. A hook's rows sit together in the store's indexes, so
@@ -263,7 +277,8 @@ public:
 
     // --- the outbox, for dispatchers -------------------------------------------------------------
     /// Leases up to `limit` due rows whose lease is free or expired, of active hooks only, and
-    /// no more of one hook than its limit (`hook_limits`, else `per_hook_limit`). Hooks take
+    /// no more of one hook than its limit (`hook_limits`, else `per_hook_limit`), of one owner's
+    /// hooks than the owner's, of one origin's than the origin's. Hooks take
     /// turns by their oldest due row, so the hooks waiting longest are served first: each takes
     /// an equal share of `limit` (at least `min_share`), then hooks with more rows take the room
     /// left. The rows

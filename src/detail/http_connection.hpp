@@ -34,10 +34,13 @@ public:
     using PlainStream = boost::beast::tcp_stream;
     using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
-    /// `tls_context` is null for plain HTTP; otherwise it must outlive the connection.
-    HttpConnection(Strand strand, boost::asio::ssl::context* tls_context, const HttpTarget& target)
+    /// `tls_context` is null for plain HTTP; otherwise it must outlive the connection. The read
+    /// buffer never holds more than `read_limit` bytes: a read that would need more fails with
+    /// `http::error::buffer_overflow`.
+    HttpConnection(Strand strand, boost::asio::ssl::context* tls_context, const HttpTarget& target,
+                   std::size_t read_limit)
         : strand_(std::move(strand)), tls_context_(tls_context), host_(target.host),
-          resolver_(strand_), deadline_(strand_)
+          resolver_(strand_), deadline_(strand_), buffer_(read_limit)
     {
         reopen();
     }
@@ -48,7 +51,7 @@ public:
     TlsStream& tls_stream() noexcept { return *tls_; }
     PlainStream& tcp() noexcept { return tls_ ? boost::beast::get_lowest_layer(*tls_) : *plain_; }
     boost::asio::ip::tcp::resolver& resolver() noexcept { return resolver_; }
-    /// Bytes read past the last response; kept with the connection.
+    /// Bytes read past the last response; kept with the connection. Bounded (see the constructor).
     boost::beast::flat_buffer& buffer() noexcept { return buffer_; }
 
     /// Whether a TCP connection has been established since the last `reopen`.
