@@ -64,7 +64,15 @@ class Server:
         with self.lock:
             return list(self.log)
 
+    def check_running(self):
+        """Fails with the server's exit status and last log lines if it has exited."""
+        if self.process.poll() is not None:
+            time.sleep(0.2)  # lets the collector read the last lines
+            fail("whisperer-server exited with status %d:\n%s"
+                 % (self.process.returncode, "".join(self.lines()[-10:])))
+
     def rss_bytes(self):
+        self.check_running()
         with open("/proc/%d/status" % self.process.pid) as status:
             for line in status:
                 if line.startswith("VmRSS:"):
@@ -72,6 +80,7 @@ class Server:
         fail("no VmRSS for the server")
 
     def cpu_seconds(self):
+        self.check_running()
         with open("/proc/%d/stat" % self.process.pid) as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
         # Fields 14 and 15 of proc(5) (utime, stime); the split starts at field 3.
@@ -360,8 +369,7 @@ def storm(binary, tmp, extra_args, answered_during_storm):
             fail("the server did not answer once the idle connections closed: %r\n%s"
                  % (status, "".join(server.lines()[-5:])))
         print("answered again once the idle connections closed: 401")
-        if server.process.poll() is not None:
-            fail("the server exited")
+        server.check_running()
     finally:
         for conn in idle:
             conn.close()
