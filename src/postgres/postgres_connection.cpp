@@ -120,6 +120,9 @@ PostgresConnection::PostgresConnection(const std::string& conninfo) : conn_(PQco
     if (PQstatus(conn_.get()) != CONNECTION_OK)
         throw StoreError("PostgreSQL store: cannot connect to " + redact_postgres_conninfo(conninfo) + ": " +
                          trimmed(PQerrorMessage(conn_.get())));
+    // A library writes nothing to the host's stderr; notices (e.g. "schema already exists,
+    // skipping") tell the caller nothing it acts on.
+    PQsetNoticeProcessor(conn_.get(), [](void*, const char*) {}, nullptr);
 }
 
 } // namespace whisperer::detail

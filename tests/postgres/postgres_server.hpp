@@ -4,11 +4,13 @@
 #define WHISPERER_TESTS_POSTGRES_SERVER_HPP
 
 #include <atomic>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 #include <string>
 
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace whisperer::test {
@@ -25,6 +27,48 @@ inline std::string postgres_uri()
         throw std::runtime_error(std::string("no PostgreSQL URI in ") + file);
     return uri;
 }
+
+/// A PostgreSQL server of the test's own, for tests that restart or stop it (the shared one must
+/// stay up for the other tests). Started by scripts/postgres in a temporary directory.
+class PrivatePostgresServer {
+public:
+    PrivatePostgresServer() : dir_(make_dir())
+    {
+        run("start");
+        std::ifstream in{dir_ + "/pg/uri"};
+        std::getline(in, uri_);
+    }
+    ~PrivatePostgresServer()
+    {
+        run("stop");
+        std::filesystem::remove_all(dir_);
+    }
+    PrivatePostgresServer(const PrivatePostgresServer&) = delete;
+    PrivatePostgresServer& operator=(const PrivatePostgresServer&) = delete;
+
+    const std::string& uri() const noexcept { return uri_; }
+    /// A fast shutdown and a start on the same port: every connection is cut.
+    void restart() { run("restart"); }
+
+private:
+    static std::string make_dir()
+    {
+        std::string pattern = (std::filesystem::temp_directory_path() / "whisperer-pg.XXXXXX").string();
+        if (!::mkdtemp(pattern.data()))
+            throw std::runtime_error("cannot create a temporary directory");
+        return pattern;
+    }
+    void run(const char* command) const
+    {
+        const std::string line = std::string(WHISPERER_SOURCE_DIR "/scripts/postgres ") + command + " " + dir_ +
+                                 "/pg" + (std::string(command) == "start" ? " -c fsync=off" : "") + " >/dev/null";
+        if (std::system(line.c_str()) != 0 && std::string(command) != "stop")
+            throw std::runtime_error("scripts/postgres " + std::string(command) + " failed");
+    }
+
+    std::string dir_;
+    std::string uri_;
+};
 
 /// A schema name no other test (or test process) uses, so tests share one database.
 inline std::string unique_postgres_schema()
