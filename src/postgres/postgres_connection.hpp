@@ -68,6 +68,8 @@ public:
 
     PGconn* get() const noexcept { return conn_.get(); }
     PostgresSession session() const noexcept { return PostgresSession{conn_.get()}; }
+    /// Gives up ownership: the caller closes the connection with `PQfinish`.
+    PGconn* release() noexcept { return conn_.release(); }
 
 private:
     struct Finish {
