@@ -1,31 +1,31 @@
 #include <whisperer/dispatcher.hpp>
 
-#include "detail/delivery_request.hpp"
 #include "detail/delivery_slots.hpp"
-#include "detail/event_journal.hpp"
-#include "detail/group_commit.hpp"
-#include "detail/json_depth.hpp"
-#include "detail/target_auth.hpp"
+#include "dispatch/admission.hpp"
+#include "dispatch/attempt_sender.hpp"
+#include "dispatch/claim_plan.hpp"
+#include "dispatch/counters.hpp"
+#include "dispatch/endpoint_health.hpp"
+#include "dispatch/hook_callbacks.hpp"
+#include "dispatch/log_lines.hpp"
+#include "dispatch/maintenance.hpp"
+#include "dispatch/outcome_recorder.hpp"
+#include "dispatch/store_runner.hpp"
+#include "dispatch/sync_delivery.hpp"
+#include "dispatch/verdict.hpp"
 
 #include <whisperer/envelope.hpp>
 #include <whisperer/http_client.hpp>
 #include <whisperer/retry_countdown.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <future>
-#include <iterator>
-#include <map>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -37,8 +37,6 @@ using namespace std::chrono_literals;
 
 /// How often a busy dispatcher looks at the outbox for rows no completion will bring it to.
 constexpr std::chrono::milliseconds busy_poll{100};
-/// How often the store's housekeeping (`SubscriptionStore::checkpoint`) runs while started.
-constexpr std::chrono::milliseconds checkpoint_interval{250};
 
 std::string_view to_string(LogLevel level) noexcept
 {
@@ -52,18 +50,6 @@ std::string_view to_string(LogLevel level) noexcept
 }
 
 namespace {
-
-HttpClientOptions client_options(const DispatcherOptions& o)
-{
-    HttpClientOptions c;
-    c.connect_timeout = o.connect_timeout;
-    c.total_timeout = o.request_timeout;
-    c.response_body_limit = o.response_body_limit;
-    c.max_connections_per_origin = o.max_connections_per_origin;
-    c.ca_file = o.ca_file;
-    c.address_filter = address_filter_or_default(o.address_filter);
-    return c;
-}
 
 std::string random_worker_id()
 {
@@ -88,32 +74,12 @@ detail::SlotQuotas slot_quotas(const DispatcherOptions& o)
             .origin = or_half(o.max_in_flight_per_origin)};
 }
 
-/// What a claim may take of a group (hook, owner or origin) that holds `held` of `quota`: the
-/// rest, or nothing once less than a quarter is left, so that a busy group takes its rows in
-/// batches rather than one by one.
-std::size_t claim_room(std::size_t held, std::size_t quota)
-{
-    const std::size_t left = held < quota ? quota - held : 0;
-    return left < quota / 4 ? 0 : left;
-}
-
-/// How log lines name where a hook sends: its origin only, since Slack, Discord and Teams URLs
-/// carry their secret in the path, and others in the query.
-std::string origin_for_log(std::string_view url)
-{
-    std::string origin = target_origin(url);
-    return origin.empty() ? std::string("(invalid URL)") : origin;
-}
-
-std::int64_t unix_seconds(TimePoint t)
-{
-    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
 } // namespace
 
-/// State shared by the dispatcher and every operation it has started. Worker state (the maps,
-/// the pending records, the timers) is touched only on `strand`.
+/// The dispatcher's pipeline, wired: admission -> claims -> sending -> verdict -> recording, with
+/// endpoint health and maintenance beside it. This owner runs the claim loop and the stop
+/// protocol on `strand`; the stages hand it values through the sinks it gives them, and every
+/// store call of theirs runs on `runner` (docs/DISPATCHER.md).
 struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     Impl(asio::any_io_executor ex, const Registry& reg, SubscriptionStore& st, DispatcherOptions opts)
         : executor(ex),
@@ -121,22 +87,36 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
           registry(reg),
           store(st),
           options(std::move(opts)),
-          client(ex, client_options(options)),
-          slots(slot_quotas(options)),
-          commits(st, [this](std::function<void()> job) { asio::post(executor, std::move(job)); }),
+          log(options.log),
           worker(random_worker_id()),
-          journal_prefix(st.journal_prefix()),
+          runner(options.store_threads),
+          slots(slot_quotas(options)),
+          client(ex, dispatch::client_options(options)),
+          callbacks(ex, options.data_key, log, keep_alive()),
+          health(st, runner, ex, options, log),
+          admission(st, runner, ex, reg, options, slots, count, worker, log, keep_alive(),
+                    {.hand_off = [this](std::vector<ClaimedDelivery> d, std::function<void()> settle) {
+                         take_handoff(std::move(d), std::move(settle));
+                     },
+                     .new_rows = [this](std::optional<std::vector<std::int64_t>> hooks) {
+                         if (hooks)
+                             wake_hooks(std::move(*hooks));
+                         else
+                             wake();
+                     }}),
+          recorder(strand, runner, st, options, log, keep_alive(),
+                   {.written = [this](dispatch::RecordedOutcomes o) { recorded(std::move(o)); },
+                    .failed = [this](const std::string& error) { store_failed(error); }}),
+          maintenance(strand, runner, st, options, worker, log, keep_alive(), [this] { return leases_in_flight(); }),
+          sync(st, options, sender, callbacks, health,
+               [this](const ClaimedDelivery& d, Attempt a, const HttpResult& r) { return judge(d, std::move(a), r); }),
           wake_timer(strand),
-          renew_timer(strand),
-          retention_timer(strand),
           batch_timer(strand),
-          record_timer(strand),
-          stop_timer(strand),
-          checkpoint_timer(strand)
+          stop_timer(strand)
     {
-        if (options.journal && !journal_prefix.empty())
-            journal = std::make_unique<detail::EventJournal>(journal_prefix, worker);
     }
+
+    ~Impl() { runner.join(); }
 
     // --- shared, thread-safe ---------------------------------------------------------------------
     asio::any_io_executor executor;
@@ -145,23 +125,24 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     SubscriptionStore& store;
     DispatcherOptions options;
     CountdownRegistry builtin_countdowns;
-    HttpClient client;
-    detail::DeliverySlots slots;
-    detail::TargetAuth auth;
-    detail::GroupCommit commits;
+    dispatch::Logger log;
     const std::string worker;
-    std::map<std::string, HookCallback, std::less<>> callbacks; // Written before use only.
-    std::set<std::string, std::less<>> callback_names;
+    dispatch::Counters count;
+    dispatch::StoreRunner runner;
+    detail::DeliverySlots slots;
+    HttpClient client;
+    dispatch::AttemptSender sender;
+    dispatch::HookCallbacks callbacks;
+    dispatch::EndpointHealth health;
+    dispatch::Admission admission;
+    dispatch::OutcomeRecorder recorder;
+    dispatch::Maintenance maintenance;
+    dispatch::SyncDelivery sync;
     std::atomic<bool> wake_posted{false};
     std::atomic<bool> wake_all{false};        // A wake-up for any rows, not only of woken_hooks.
     std::mutex woken_mutex;
     std::vector<std::int64_t> woken_hooks;    // Hooks with new rows since the last wake-up ran.
     std::atomic<bool> running_for_callers{false}; // Between start() and stop(), as callers see it.
-    const std::string journal_prefix;                // Where journals of this store live; may be empty.
-    std::unique_ptr<detail::EventJournal> journal;   // Null when events commit before returning.
-    std::atomic<bool> journal_closed{false};         // stop() gave up waiting: leave the rest to replay.
-    std::atomic<std::int64_t> journal_warned_at{0};  // Seconds; store failures are logged once a second.
-    std::atomic<std::size_t> unstored{0};           // Journaled events not yet in the store.
     struct Completion {
         std::shared_ptr<const ClaimedDelivery> delivery;
         Attempt attempt;
@@ -170,54 +151,33 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     std::mutex completions_mutex;
     std::vector<Completion> completions; // Finished attempts on their way to the strand.
     bool completions_posted = false;     // Guarded by completions_mutex.
-    struct {
-        std::atomic<std::uint64_t> queued{0}, in_flight{0}, delivered{0}, failed{0}, retried{0}, handed_off{0};
-    } count;
 
     // --- on the strand only ---------------------------------------------------------------------
     bool running = false;
     bool stopping = false;
     bool shutting_down = false; // The stop deadline passed: requests in flight are being cut.
+    bool finishing = false;     // The last outcomes are being written before the stop completes.
+    bool claiming = false;      // A claim is on the store runner.
     std::unordered_map<std::int64_t, std::string> in_flight; // delivery id -> origin (its quota's key)
-    std::vector<AttemptRecord> pending_records;
-    std::size_t pending_held = 0; // Of pending_records, those of deliveries holding a slot.
-    std::set<std::int64_t> failing_hooks; // Hooks with a failed attempt among pending_records.
-    bool flush_posted = false;
     std::chrono::milliseconds store_backoff{0};
     std::chrono::milliseconds store_pause{0}; // The last pause after a store failure; 0 once it works.
     // Whether the outbox may hold rows the last claim did not see: new events, retries falling due,
     // rows of other processes, or rows a claim left for want of room. Completions alone do not set it.
     bool outbox_unseen = true;
-    // Hooks that may have rows left for want of their quota (a claim gave them no room, or they
-    // took all it gave, or a wake-up brought them rows while they were that full). Their own
-    // completions claim again, once they have room (`hooks_held_back`); others' do not.
-    std::unordered_set<std::int64_t> held_back_hooks;
-    // Owners and origins that may have rows left for want of their quota, likewise.
-    std::unordered_set<std::string> held_back_owners;
-    std::unordered_set<std::string> held_back_origins;
+    // Hooks, owners and origins that may have rows left for want of their quota (a claim gave
+    // them no room, or they took all it gave, or a wake-up brought them rows while they were that
+    // full). Their own completions claim again, once they have room (`hooks_held_back`).
+    dispatch::HeldBack held_back;
     bool hooks_held_back = false; // A hook, owner or origin held back has room again.
     asio::steady_timer wake_timer;
-    asio::steady_timer renew_timer;
-    asio::steady_timer retention_timer;
     asio::steady_timer batch_timer;
     bool batch_armed = false;
-    asio::steady_timer record_timer;
-    bool record_armed = false;
     asio::steady_timer stop_timer;
-    asio::steady_timer checkpoint_timer;
-    std::atomic<bool> checkpointing{false}; // A checkpoint job is queued or running.
-    std::mutex checkpoint_mutex;             // With checkpoint_done: stop() waits for that job.
-    std::condition_variable checkpoint_done;
     std::shared_ptr<std::promise<void>> stopped;
 
-    void log(LogLevel level, const std::string& message) const
+    dispatch::KeepAlive keep_alive()
     {
-        if (options.log) {
-            try {
-                options.log(level, message);
-            } catch (...) {
-            }
-        }
+        return [this] { return std::shared_ptr<const void>(shared_from_this()); };
     }
 
     const CountdownRegistry& countdowns() const
@@ -251,175 +211,49 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     {
         if (wake_posted.exchange(true))
             return;
-        asio::post(strand, [self = shared_from_this()] {
-            self->wake_posted = false;
-            std::vector<std::int64_t> hooks;
-            {
-                std::lock_guard lock{self->woken_mutex};
-                hooks.swap(self->woken_hooks);
-            }
-            bool claimable = self->wake_all.exchange(false);
-            for (std::int64_t hook : hooks) {
-                if (self->quota_held(hook))
-                    self->held_back_hooks.insert(hook);
-                else if (!self->group_held(hook))
-                    claimable = true;
-            }
-            if (!claimable)
-                return;
-            self->outbox_unseen = true;
-            if (self->in_flight.empty()) {
-                self->pump(); // Idle: claim at once, for latency.
-                return;
-            }
-            // Busy: gather the events of the next moment into one claim instead of one each.
-            if (self->batch_armed)
-                return;
-            self->batch_armed = true;
-            self->batch_timer.expires_after(self->options.batch_window);
-            self->batch_timer.async_wait([self](boost::system::error_code ec) {
-                self->batch_armed = false;
-                if (!ec)
-                    self->pump();
-            });
+        asio::post(strand, [self = shared_from_this()] { self->woken(); });
+    }
+
+    void woken()
+    {
+        wake_posted = false;
+        std::vector<std::int64_t> hooks;
+        {
+            std::lock_guard lock{woken_mutex};
+            hooks.swap(woken_hooks);
+        }
+        bool claimable = wake_all.exchange(false);
+        for (std::int64_t hook : hooks) {
+            if (quota_held(hook))
+                held_back.hooks.insert(hook);
+            else if (!group_held(hook))
+                claimable = true;
+        }
+        if (!claimable)
+            return;
+        outbox_unseen = true;
+        if (in_flight.empty()) {
+            pump(); // Idle: claim at once, for latency.
+            return;
+        }
+        // Busy: gather the events of the next moment into one claim instead of one each.
+        if (batch_armed)
+            return;
+        batch_armed = true;
+        batch_timer.expires_after(options.batch_window);
+        batch_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            self->batch_armed = false;
+            if (!ec)
+                self->pump();
         });
     }
 
-    /// The event row of new data: uuid, envelope (customised by the event class), checks.
-    NewEvent make_event(json::value data, std::string_view event_type, const DeliverOptions& opts, TimePoint now) const
+    /// Starts the deliveries admission handed off, on the strand, then settles their journal
+    /// record; a stopped dispatcher gives their leases back instead.
+    void take_handoff(std::vector<ClaimedDelivery> handed_off, std::function<void()> settle)
     {
-        const EventBase& event = registry.get(event_type);
-        if (detail::nested_deeper_than(data, options.max_data_depth))
-            throw ValidationError("data", "data may nest arrays and objects at most " +
-                                              std::to_string(options.max_data_depth) + " levels deep.");
-        NewEvent ev;
-        ev.uuid = new_event_uuid();
-        ev.event_type = std::string(event_type);
-        json::object envelope = make_envelope(event_type, ev.uuid, std::move(data), options.data_key);
-        event.customize_payload(envelope);
-        ev.body = json::serialize(envelope);
-        if (ev.body.size() > options.max_payload_bytes)
-            throw Error(errc::payload_too_large, "The event's payload is " + std::to_string(ev.body.size()) +
-                                                     " bytes; the limit is " +
-                                                     std::to_string(options.max_payload_bytes) + ".");
-        ev.object_ref = opts.object_ref;
-        if (!opts.idempotency_key.empty())
-            ev.idempotency_key = opts.idempotency_key;
-        ev.config_filter = opts.config_filter;
-        ev.owners = opts.owners;
-        ev.created = now;
-        ev.due = now;
-        return ev;
-    }
-
-    // --- the journal ---------------------------------------------------------------------------
-
-    /// Whether a new event may go through the journal rather than commit first.
-    bool may_journal(const NewEvent& event, const DeliverOptions& opts) const
-    {
-        return journal && !opts.sync && !opts.wait_stored && !event.idempotency_key &&
-               unstored.load(std::memory_order_relaxed) < options.max_unstored_events;
-    }
-
-    /// Accepts `event` through the journal: its hooks are chosen now, it is durable on return, and
-    /// it reaches the store in the background.
-    DeliverResult accept(NewEvent event)
-    {
-        event.hook_ids = store.subscriber_ids(event.event_type, event.config_filter, event.owners);
-        DeliverResult result;
-        result.event_uuid = event.uuid;
-        result.hook_count = event.hook_ids->size();
-        // Deliveries that fit in this dispatcher's slots are written leased to it and sent as
-        // soon as they are stored, without a claim.
-        if (running_for_callers && !event.hook_ids->empty()) {
-            event.handoff_hook_ids = slots.reserve(*event.hook_ids);
-            if (!event.handoff_hook_ids.empty()) {
-                event.handoff_worker = worker;
-                event.handoff_lease = options.lease;
-            }
-        }
-        detail::EventJournal::Ticket ticket;
-        try {
-            ticket = journal->append(event);
-        } catch (...) {
-            slots.unreserve(event.handoff_hook_ids);
-            throw;
-        }
-        count.queued += result.hook_count;
-        ++unstored;
-        store_accepted(std::move(event), std::move(ticket));
-        return result;
-    }
-
-    /// The hooks of `hook_ids` that no delivery of `handed_off` is for: of an event's hooks, those
-    /// a claim must send; of its reserved slots, those the store did not use.
-    static std::vector<std::int64_t> hooks_not_handed_off(std::vector<std::int64_t> hook_ids,
-                                                          const std::vector<ClaimedDelivery>& handed_off)
-    {
-        std::vector<std::int64_t> taken;
-        taken.reserve(handed_off.size());
-        for (const ClaimedDelivery& d : handed_off)
-            taken.push_back(d.hook.id);
-        std::sort(hook_ids.begin(), hook_ids.end());
-        std::sort(taken.begin(), taken.end());
-        std::vector<std::int64_t> left;
-        std::set_difference(hook_ids.begin(), hook_ids.end(), taken.begin(), taken.end(), std::back_inserter(left));
-        return left;
-    }
-
-    /// Writes a journaled event to the store, again and again until that works.
-    void store_accepted(NewEvent accepted, detail::EventJournal::Ticket ticket)
-    {
-        commits.commit_async(std::move(accepted), [self = shared_from_this(), ticket = std::move(ticket)](
-                                                   std::exception_ptr error, EnqueuedEvent written,
-                                                   NewEvent event) mutable {
-            if (!error) {
-                --self->unstored;
-                const bool all_handed_off = written.handed_off.size() == written.delivery_ids.size();
-                std::vector<std::int64_t> claim_hooks;
-                if (!all_handed_off && event.hook_ids)
-                    claim_hooks = hooks_not_handed_off(*event.hook_ids, written.handed_off);
-                self->take_handoff(event.handoff_hook_ids, std::move(written.handed_off), std::move(ticket));
-                if (written.delivery_ids.empty() || all_handed_off)
-                    return;
-                if (event.hook_ids)
-                    self->wake_hooks(std::move(claim_hooks));
-                else
-                    self->wake();
-                return;
-            }
-            self->slots.unreserve(std::exchange(event.handoff_hook_ids, {}));
-            if (self->journal_closed)
-                return; // Stopped: the journal file keeps the event for the next start.
-            self->warn_store_failure(error, event.uuid);
-            // It may have been stored after all (a failure reported after the commit).
-            event.replayed = true;
-            auto timer = std::make_shared<asio::steady_timer>(self->executor, 250ms);
-            timer->async_wait([self, timer, event = std::move(event), ticket = std::move(ticket)](
-                                  boost::system::error_code) mutable {
-                self->store_accepted(std::move(event), std::move(ticket));
-            });
-        });
-    }
-
-    /// Starts the deliveries the store wrote leased to this dispatcher, gives back the slots
-    /// reserved for hooks it did not hand off (no longer active, or a duplicate event), and then
-    /// settles the event's journal record: `stop()` waits for that, so nothing here touches the
-    /// store after `stop()` returned.
-    void take_handoff(const std::vector<std::int64_t>& reserved, std::vector<ClaimedDelivery> handed_off,
-                      detail::EventJournal::Ticket ticket)
-    {
-        if (reserved.empty()) {
-            journal->settle(ticket);
-            return;
-        }
-        slots.unreserve(hooks_not_handed_off(reserved, handed_off));
-        if (handed_off.empty()) {
-            journal->settle(ticket);
-            return;
-        }
         asio::post(strand, [self = shared_from_this(), handed_off = std::move(handed_off),
-                            ticket = std::move(ticket)]() mutable {
+                            settle = std::move(settle)]() mutable {
             if (!self->running || self->stopping) {
                 // Stopped meanwhile: the leases go back, so another dispatcher need not wait them out.
                 std::vector<std::int64_t> ids;
@@ -429,386 +263,149 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
                     hooks.push_back(d.hook.id);
                 }
                 self->slots.unreserve(hooks);
-                try {
-                    self->store.release_leases(self->worker, ids);
-                } catch (const std::exception& e) {
-                    self->log(LogLevel::warning, std::string("could not release leases: ") + e.what());
-                }
-                self->journal->settle(ticket);
+                self->release_leases(std::move(ids), std::move(settle));
                 return;
             }
             self->slots.started_reserved(handed_off.size());
             self->count.handed_off += handed_off.size();
             self->start(std::move(handed_off));
-            self->journal->settle(ticket);
+            settle();
         });
     }
 
-    void warn_store_failure(const std::exception_ptr& error, const std::string& uuid)
+    /// Gives up the leases of `ids` on the store runner (another dispatcher may claim them at
+    /// once), then runs `then` there.
+    void release_leases(std::vector<std::int64_t> ids, std::function<void()> then = {})
     {
-        const std::int64_t now = unix_seconds(Clock::now());
-        std::int64_t last = journal_warned_at.load();
-        if (last == now || !journal_warned_at.compare_exchange_strong(last, now))
-            return;
-        std::string reason = "unknown error";
-        try {
-            std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-            reason = e.what();
-        } catch (...) {
-        }
-        log(LogLevel::warning, "journaled events cannot be stored yet (event " + uuid + "): " + reason +
-                                   "; trying again every 250 ms");
-    }
-
-    /// Stores the events that dispatchers which are gone left in their journals.
-    void replay_journals()
-    {
-        if (journal_prefix.empty())
-            return;
-        try {
-            const std::size_t replayed = detail::EventJournal::replay(
-                journal_prefix, [this](std::span<const NewEvent> events) {
-                    for (const EnqueuedEvent& written : store.enqueue_events(events))
-                        count.queued += written.delivery_ids.size();
-                });
-            if (replayed > 0)
-                log(LogLevel::info, "read " + std::to_string(replayed) +
-                                        " events from the journal of an earlier run into the store"
-                                        " (those it had stored already were skipped)");
-        } catch (const std::exception& e) {
-            log(LogLevel::error, std::string("cannot store the events of an earlier run's journal yet: ") + e.what());
-        }
-    }
-
-    // --- one attempt -------------------------------------------------------------------------------
-
-    using AttemptDone = std::function<void(Attempt, HttpResult)>;
-
-    /// Sends one attempt of `delivery` with `http` and reports it; runs on `http`'s executor.
-    void send(std::shared_ptr<const ClaimedDelivery> delivery, HttpClient& http, AttemptTrigger trigger,
-              AttemptDone done)
-    {
-        auth.async_authorization(delivery->hook, http, [self = shared_from_this(), delivery, &http, trigger,
-                                                        done = std::move(done)](std::string authorization,
-                                                                                std::string error) mutable {
-            TimePoint started = Clock::now();
-            unsigned number = delivery->attempt_count + 1;
-            if (!error.empty()) {
-                Attempt attempt;
-                attempt.number = number;
-                attempt.started_at = started;
-                attempt.trigger = trigger;
-                attempt.failure = FailureClass::io;
-                attempt.error = std::move(error);
-                done(std::move(attempt), HttpResult{});
-                return;
+        runner.post([this, ids = std::move(ids), then = std::move(then)] {
+            try {
+                store.release_leases(worker, ids);
+            } catch (const std::exception& e) {
+                log(LogLevel::warning, std::string("could not release leases (they run out instead): ") + e.what());
             }
-            HttpRequest request = detail::make_delivery_request(*delivery, unix_seconds(started), authorization);
-            http.async_send(std::move(request), [self, delivery, number, started, trigger,
-                                                 done = std::move(done)](HttpResult result) {
-                Attempt attempt = detail::to_attempt(result, number, started, trigger);
-                if (result.status == 401)
-                    self->auth.invalidate(delivery->hook);
-                done(std::move(attempt), std::move(result));
+            if (then)
+                then();
+        });
+    }
+
+    // --- claims (strand) ---------------------------------------------------------------------------
+
+    dispatch::SlotsSnapshot slots_now() const
+    {
+        return {.used = slots.used(),
+                .hook_quota = slots.hook_quota(),
+                .owner_quota = slots.owner_quota(),
+                .origin_quota = slots.origin_quota(),
+                .per_hook = slots.per_hook(),
+                .per_owner = slots.per_owner(),
+                .per_origin = slots.per_origin()};
+    }
+
+    /// Claims what `dispatch::plan_claim` says is worth claiming now, on the store runner.
+    void pump()
+    {
+        if (!running || stopping || store_backoff.count() > 0 || claiming)
+            return;
+        const dispatch::ClaimOptions claim_options{.worker = worker,
+                                                   .lease = options.lease,
+                                                   .max_in_flight = options.max_in_flight,
+                                                   .claim_batch = options.claim_batch,
+                                                   .claim_min_share = options.claim_min_share};
+        std::optional<ClaimRequest> request =
+            dispatch::plan_claim(slots_now(), {.unseen = outbox_unseen, .held_back_has_room = hooks_held_back},
+                                 claim_options, Clock::now());
+        if (!request)
+            return;
+        request->limit = slots.reserve_claim(request->limit);
+        if (request->limit == 0)
+            return;
+        claiming = true;
+        // What arrives while the claim runs sets these again.
+        outbox_unseen = false;
+        hooks_held_back = false;
+        // Requests in flight claim again as they complete; only an idle dispatcher needs to know
+        // when the next row falls due.
+        const bool idle = in_flight.empty();
+        runner.post([self = shared_from_this(), request = std::move(*request), idle]() mutable {
+            std::vector<ClaimedDelivery> claimed;
+            std::optional<TimePoint> next;
+            std::string error;
+            try {
+                claimed = self->store.claim_due(request);
+                if (claimed.empty() && idle)
+                    next = self->store.next_due();
+            } catch (const std::exception& e) {
+                error = e.what();
+                if (error.empty())
+                    error = "unknown error";
+            }
+            auto& loop = self->strand;
+            asio::post(loop, [self = std::move(self), request = std::move(request), claimed = std::move(claimed),
+                                next, error = std::move(error)]() mutable {
+                self->claim_done(request, std::move(claimed), next, error);
             });
         });
     }
 
-    /// What to do after `attempt`, as a record for the store.
-    AttemptRecord judge(const ClaimedDelivery& delivery, Attempt attempt, const HttpResult& result)
+    void claim_done(const ClaimRequest& request, std::vector<ClaimedDelivery> claimed, std::optional<TimePoint> next,
+                    const std::string& error)
     {
-        AttemptRecord record;
-        record.delivery_id = delivery.delivery_id;
-        record.hook_id = delivery.hook.id;
-        record.worker = worker;
-        TimePoint now = Clock::now();
-        if (attempt.succeeded()) {
-            record.verdict = AttemptVerdict::delivered;
-            count.delivered++;
-        } else if (attempt.number >= options.max_attempts) {
-            record.verdict = AttemptVerdict::failed;
-            count.failed++;
-        } else {
-            record.verdict = AttemptVerdict::retry;
-            count.retried++;
-            std::chrono::milliseconds wait = countdown_delay(delivery.hook, attempt.number);
-            if (auto asked = detail::retry_after(result, now, options.max_retry_after))
-                wait = std::max<std::chrono::milliseconds>(wait, *asked);
-            record.next_attempt_at = now + wait;
-        }
-        if (result.status == 410)
-            disable_hook(delivery.hook.id, "The receiver answered 410 Gone.");
-        log_outcome(delivery, attempt, record);
-        record.attempt = std::move(attempt);
-        return record;
-    }
-
-    /// One line per attempt: what was sent to which hook and origin, and what came of it. Never
-    /// the whole URL: Slack, Discord and Teams URLs carry their secret in the path, others in
-    /// the query.
-    void log_outcome(const ClaimedDelivery& delivery, const Attempt& attempt, const AttemptRecord& record) const
-    {
-        if (!options.log)
-            return;
-        std::string line = "delivery " + std::to_string(delivery.delivery_id) + " (" + delivery.event_type + " " +
-                           delivery.event_uuid + ") to hook " + std::to_string(delivery.hook.id) + " at " +
-                           origin_for_log(delivery.hook.target_url) + ", attempt " +
-                           std::to_string(attempt.number) + ": ";
-        if (attempt.succeeded())
-            line += "delivered, HTTP " + std::to_string(attempt.response_status);
-        else
-            line += std::string(to_string(attempt.failure)) + " (" + attempt.error + ")";
-        line += " in " + std::to_string(attempt.duration.count() / 1000) + " ms";
-        if (record.verdict == AttemptVerdict::retry)
-            line += "; next attempt in " +
-                    std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*record.next_attempt_at -
-                                                                                    Clock::now()).count()) +
-                    " s";
-        else if (record.verdict == AttemptVerdict::failed)
-            line += "; out of attempts, failed";
-        log(attempt.succeeded() ? LogLevel::info : LogLevel::warning, line);
-    }
-
-    std::chrono::milliseconds countdown_delay(const Hook& hook, unsigned failures) const
-    {
-        try {
-            return countdowns().parse(hook.retry_countdown_config).delay(failures);
-        } catch (const std::exception& e) {
-            log(LogLevel::error, "hook " + std::to_string(hook.id) + " has an unusable countdown (" + e.what() +
-                                     "); retrying in 60 s");
-            return 60s;
-        }
-    }
-
-    /// Deactivates an active hook with `reason` and tells the host; its deliveries stay pending.
-    void disable_hook(std::int64_t hook_id, const std::string& reason)
-    {
-        try {
-            // Several failures may ask at once; the first one disables and reports.
-            auto hook = store.find_hook(hook_id);
-            if (!hook || !hook->is_active || !store.deactivate_hook(hook_id, reason))
-                return;
-            log(LogLevel::warning, "hook " + std::to_string(hook_id) + " at " + origin_for_log(hook->target_url) +
-                                       " disabled: " + reason);
-        } catch (const std::exception& e) {
-            log(LogLevel::error, "could not disable hook " + std::to_string(hook_id) + ": " + e.what());
-            return;
-        }
-        if (!options.on_hook_disabled)
-            return;
-        asio::post(executor, [self = shared_from_this(), hook_id, reason] {
-            try {
-                if (auto hook = self->store.find_hook(hook_id))
-                    self->options.on_hook_disabled(*hook, reason);
-            } catch (const std::exception& e) {
-                self->log(LogLevel::error, "on_hook_disabled for hook " + std::to_string(hook_id) + " threw: " + e.what());
-            } catch (...) {
-                self->log(LogLevel::error, "on_hook_disabled for hook " + std::to_string(hook_id) + " threw");
-            }
-        });
-    }
-
-    /// Endpoint health: disables each of `hooks` that has failed long and often enough. Call
-    /// after their failed attempts are recorded (the store keeps the run of failures).
-    void check_health(const std::set<std::int64_t>& hooks)
-    {
-        if (options.disable_after_failures == 0)
-            return;
-        const TimePoint now = Clock::now();
-        for (std::int64_t id : hooks) {
-            std::optional<Hook> hook;
-            try {
-                hook = store.find_hook(id);
-            } catch (const std::exception& e) {
-                log(LogLevel::warning, "could not check the health of hook " + std::to_string(id) + ": " + e.what());
-                continue;
-            }
-            if (!hook || !hook->is_active || !hook->failing_since ||
-                hook->failed_attempts < options.disable_after_failures || now - *hook->failing_since < options.disable_after)
-                continue;
-            const auto failing_for = std::chrono::duration_cast<std::chrono::seconds>(now - *hook->failing_since);
-            disable_hook(id, "No successful attempt for " + std::to_string(failing_for.count()) + " s and " +
-                                 std::to_string(hook->failed_attempts) + " failed attempts in a row.");
-        }
-    }
-
-    /// After `pending_records` were written: forget them and check the hooks that failed.
-    void recorded()
-    {
-        pending_records.clear();
-        slots.freed(std::exchange(pending_held, 0));
-        check_health(std::exchange(failing_hooks, {}));
-    }
-
-    /// Runs the hook's callback, if any, off the strand; a throwing callback is only logged.
-    void run_callback(std::shared_ptr<const ClaimedDelivery> delivery, const Attempt& attempt)
-    {
-        if (delivery->hook.callback.empty())
-            return;
-        auto it = callbacks.find(delivery->hook.callback);
-        if (it == callbacks.end()) {
-            log(LogLevel::warning, "hook " + std::to_string(delivery->hook.id) + " names unknown callback \"" +
-                                       delivery->hook.callback + "\"");
-            return;
-        }
-        asio::post(executor, [self = shared_from_this(), delivery, attempt, &callback = it->second] {
-            boost::system::error_code ec;
-            json::value envelope = detail::parse_stored_json(delivery->body, ec);
-            json::value instance;
-            if (!ec && envelope.is_object())
-                if (const json::value* data = envelope.as_object().if_contains(to_string(self->options.data_key)))
-                    instance = *data;
-            try {
-                callback(AttemptReport{delivery->hook, delivery->delivery_id, delivery->event_type, attempt, instance,
-                                       delivery->body});
-            } catch (const std::exception& e) {
-                self->log(LogLevel::error, "callback \"" + delivery->hook.callback + "\" threw: " + e.what());
-            } catch (...) {
-                self->log(LogLevel::error, "callback \"" + delivery->hook.callback + "\" threw");
-            }
-        });
-    }
-
-    // --- the worker loop (strand) ------------------------------------------------------------------
-
-    void pump()
-    {
-        if (!running || stopping || store_backoff.count() > 0)
-            return;
-        // Finished attempts whose outcome is not yet recorded still count: a crash now would
-        // send them again, so they bound the duplicates a crash can cause.
-        // Slots reserved for deliveries being handed off count too.
-        const std::size_t busy = slots.used();
-        if (busy >= options.max_in_flight)
-            return; // Completions pump again.
-        // While busy, wait until a worthwhile batch fits: many tiny claims cost more than they bring.
-        std::size_t room = options.max_in_flight - busy;
-        if (busy > 0 && room < std::min(options.claim_batch, options.max_in_flight) / 4)
-            return;
-        // The last claim saw every claimable row and held none back for a hook's quota: nothing
-        // a completion frees can be claimed now. New rows come with wake(), and the timer that
-        // claim armed looks again for rows of other processes and retries falling due.
-        if (!outbox_unseen && !hooks_held_back)
-            return;
-        ClaimRequest request;
-        request.worker = worker;
-        request.now = Clock::now();
-        request.lease = options.lease;
-        // A quarter of the room stays free while the claim runs, for new events handed off
-        // meanwhile: a claim's reservation must not send them the long way round.
-        request.limit = std::min(options.claim_batch, room - room / 4);
-        // The store applies each hook's quota, so a saturated hook's rows are neither claimed nor
-        // read through, and whatever is claimed can start.
-        const std::size_t quota = hook_quota();
-        request.per_hook_limit = quota;
-        request.min_share = options.claim_min_share;
-        // A hook (owner, origin) this close to its quota waits for its completions, which pump
-        // again, rather than taking its rows a few at a time.
-        for (const auto& [hook, n] : slots.per_hook())
-            request.hook_limits.push_back({hook, claim_room(n, quota)});
-        // One owner's hooks, or one origin's, never hold more than their quota of the slots:
-        // a tenant whose receivers stall, or a stalled receiver many tenants send to, leaves
-        // the rest to the others.
-        request.per_owner_limit = slots.owner_quota();
-        for (const auto& [owner, n] : slots.per_owner())
-            request.owner_limits.push_back({owner, claim_room(n, slots.owner_quota())});
-        request.per_origin_limit = slots.origin_quota();
-        for (const auto& [origin, n] : slots.per_origin())
-            request.origin_limits.push_back({origin, claim_room(n, slots.origin_quota())});
-        // Every hook in flight is near its quota and the last claim saw the whole outbox: a claim
-        // now would find nothing. Their completions pump again, wake() brings new events, and the
-        // timer the last claim armed looks for anything else.
-        const bool all_held = !request.hook_limits.empty() &&
-                              std::all_of(request.hook_limits.begin(), request.hook_limits.end(),
-                                          [](const HookClaimLimit& h) { return h.limit == 0; });
-        if (all_held && !outbox_unseen)
-            return;
-        request.limit = slots.reserve_claim(request.limit);
-        if (request.limit == 0)
-            return;
-        std::vector<ClaimedDelivery> claimed;
-        std::optional<TimePoint> next;
-        try {
-            claimed = store.claim_due(request);
-            // Requests in flight pump again as they complete; only an idle dispatcher needs to
-            // know when the next row falls due.
-            if (claimed.empty() && in_flight.empty())
-                next = store.next_due();
-            store_pause = 0ms;
-        } catch (const std::exception& e) {
+        claiming = false;
+        if (!error.empty()) {
             slots.claimed(request.limit, {});
-            store_failed(e);
+            outbox_unseen = true;
+            hooks_held_back = true;
+            store_failed(error);
+            maybe_finish_stop();
             return;
         }
+        store_pause = 0ms;
         std::vector<std::int64_t> claimed_hooks;
         claimed_hooks.reserve(claimed.size());
         for (const ClaimedDelivery& d : claimed)
             claimed_hooks.push_back(d.hook.id);
         slots.claimed(request.limit, claimed_hooks);
-        const bool full = claimed.size() == request.limit;
-        outbox_unseen = full;
-        hooks_held_back = false;
-        add_held_back(request, claimed);
-        start(std::move(claimed));
-        if (full) {
-            asio::post(strand, [self = shared_from_this()] { self->pump(); });
+        if (!running || stopping) {
+            // Stopped while the claim ran: the leases go back at once.
+            std::vector<std::int64_t> ids;
+            for (const ClaimedDelivery& d : claimed) {
+                slots.refused(d.hook.id);
+                ids.push_back(d.delivery_id);
+            }
+            if (!ids.empty())
+                release_leases(std::move(ids));
+            maybe_finish_stop();
             return;
+        }
+        const bool full = claimed.size() == request.limit;
+        outbox_unseen = outbox_unseen || full;
+        dispatch::HeldBack held = dispatch::held_back_by(request, claimed);
+        held_back.hooks.merge(held.hooks);
+        held_back.owners.merge(held.owners);
+        held_back.origins.merge(held.origins);
+        start(std::move(claimed));
+        if (full || outbox_unseen || hooks_held_back) {
+            asio::post(strand, [self = shared_from_this()] { self->pump(); });
+            if (full)
+                return;
         }
         if (!in_flight.empty() && !next)
             next = request.now + busy_poll; // Rows of other processes, retries falling due.
         sleep_until(next);
     }
 
-    std::size_t hook_quota() const { return slots.hook_quota(); }
-
-    /// Adds to `held_back_hooks` (owners, origins) the hooks (owners, origins) `request` may
-    /// have left claimable rows of for want of their quota: one it gave no room, or one that took
-    /// all the room it had.
-    void add_held_back(const ClaimRequest& request, const std::vector<ClaimedDelivery>& claimed)
-    {
-        std::unordered_map<std::int64_t, std::size_t> taken;
-        std::unordered_map<std::string, std::size_t> owners_taken;
-        std::unordered_map<std::string, std::size_t> origins_taken;
-        for (const ClaimedDelivery& d : claimed) {
-            ++taken[d.hook.id];
-            ++owners_taken[d.hook.owner];
-            ++origins_taken[target_origin(d.hook.target_url)];
-        }
-        for (const HookClaimLimit& h : request.hook_limits)
-            if (h.limit == 0 || taken[h.hook_id] >= h.limit)
-                held_back_hooks.insert(h.hook_id);
-        for (const auto& [hook, n] : taken)
-            if (n >= request.per_hook_limit)
-                held_back_hooks.insert(hook);
-        add_held_back_groups(request.owner_limits, request.per_owner_limit, owners_taken, held_back_owners);
-        add_held_back_groups(request.origin_limits, request.per_origin_limit, origins_taken, held_back_origins);
-    }
-
-    static void add_held_back_groups(const std::vector<GroupClaimLimit>& limits, std::size_t per_group,
-                                     std::unordered_map<std::string, std::size_t>& taken,
-                                     std::unordered_set<std::string>& held_back)
-    {
-        for (const GroupClaimLimit& g : limits)
-            if (g.limit == 0 || taken[g.key] >= g.limit)
-                held_back.insert(g.key);
-        for (const auto& [key, n] : taken)
-            if (n >= per_group)
-                held_back.insert(key);
-    }
-
     /// After a delivery of `owner` to `origin` finished: a held-back owner or origin with room
     /// again lets the next pump claim.
     void release_held_back_groups(const std::string& owner, const std::string& origin)
     {
-        if (auto it = held_back_owners.find(owner);
-            it != held_back_owners.end() && claim_room(slots.held_by_owner(owner), slots.owner_quota()) > 0) {
-            held_back_owners.erase(it);
+        if (auto it = held_back.owners.find(owner); it != held_back.owners.end() &&
+            dispatch::claim_room(slots.held_by_owner(owner), slots.owner_quota()) > 0) {
+            held_back.owners.erase(it);
             hooks_held_back = true;
         }
-        if (auto it = held_back_origins.find(origin);
-            it != held_back_origins.end() && claim_room(slots.held_by_origin(origin), slots.origin_quota()) > 0) {
-            held_back_origins.erase(it);
+        if (auto it = held_back.origins.find(origin); it != held_back.origins.end() &&
+            dispatch::claim_room(slots.held_by_origin(origin), slots.origin_quota()) > 0) {
+            held_back.origins.erase(it);
             hooks_held_back = true;
         }
     }
@@ -816,7 +413,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     /// Whether `hook` holds so much of its quota that a claim would give it no room (see pump()).
     bool quota_held(std::int64_t hook) const
     {
-        const std::size_t quota = hook_quota();
+        const std::size_t quota = slots.hook_quota();
         return slots.held_by(hook) > quota - quota / 4;
     }
 
@@ -829,12 +426,12 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         if (!group)
             return false;
         bool held = false;
-        if (claim_room(slots.held_by_owner(group->first), slots.owner_quota()) == 0) {
-            held_back_owners.insert(group->first);
+        if (dispatch::claim_room(slots.held_by_owner(group->first), slots.owner_quota()) == 0) {
+            held_back.owners.insert(group->first);
             held = true;
         }
-        if (claim_room(slots.held_by_origin(group->second), slots.origin_quota()) == 0) {
-            held_back_origins.insert(group->second);
+        if (dispatch::claim_room(slots.held_by_origin(group->second), slots.origin_quota()) == 0) {
+            held_back.origins.insert(group->second);
             held = true;
         }
         return held;
@@ -857,6 +454,8 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         });
     }
 
+    // --- sending (strand, then the executor) -------------------------------------------------------
+
     /// Counts `claimed` as in flight and sends them off the strand: signing and writing the
     /// requests runs on the executor's other threads while the strand claims and records. Their
     /// slots are already held. A delivery whose owner or origin holds its quota (a hand-off of a
@@ -873,29 +472,24 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             if (!slots.admit(delivery.hook.id, delivery.hook.owner, origin)) {
                 slots.refused(delivery.hook.id);
                 refused.push_back(delivery.delivery_id);
-                held_back_owners.insert(delivery.hook.owner);
-                held_back_origins.insert(std::move(origin));
+                held_back.owners.insert(delivery.hook.owner);
+                held_back.origins.insert(std::move(origin));
                 continue;
             }
             in_flight.emplace(delivery.delivery_id, std::move(origin));
             batch.push_back(std::make_shared<const ClaimedDelivery>(std::move(delivery)));
         }
-        if (!refused.empty()) {
-            try {
-                store.release_leases(worker, refused);
-            } catch (const std::exception& e) {
-                log(LogLevel::warning, std::string("could not release leases (they run out instead): ") + e.what());
-            }
-        }
+        if (!refused.empty())
+            release_leases(std::move(refused));
         if (batch.empty())
             return;
         count.in_flight += batch.size();
         asio::post(executor, [self = shared_from_this(), batch = std::move(batch)] {
             for (const auto& delivery : batch)
-                self->send(delivery, self->client, AttemptTrigger::scheduled,
-                           [self, delivery](Attempt attempt, HttpResult result) {
-                               self->completed(delivery, std::move(attempt), std::move(result));
-                           });
+                self->sender.send(delivery, self->client, AttemptTrigger::scheduled,
+                                  [self, delivery](Attempt attempt, HttpResult result) {
+                                      self->completed(delivery, std::move(attempt), std::move(result));
+                                  });
         });
     }
 
@@ -931,99 +525,89 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             in_flight.erase(entry);
         }
         slots.finished(delivery->hook.id, delivery->hook.owner, origin);
-        if (auto held = held_back_hooks.find(delivery->hook.id);
-            held != held_back_hooks.end() && !quota_held(delivery->hook.id)) {
-            held_back_hooks.erase(held);
+        if (auto held = held_back.hooks.find(delivery->hook.id);
+            held != held_back.hooks.end() && !quota_held(delivery->hook.id)) {
+            held_back.hooks.erase(held);
             hooks_held_back = true;
         }
         release_held_back_groups(delivery->hook.owner, origin);
         count.in_flight--;
         if (shutting_down && result.failure == FailureClass::io) {
             // Cut by stop(): not an attempt of the receiver's; the lease is released instead.
-            std::int64_t id = delivery->delivery_id;
-            try {
-                store.release_leases(worker, std::span(&id, 1));
-            } catch (const std::exception& e) {
-                log(LogLevel::warning, std::string("could not release a lease: ") + e.what());
-            }
+            release_leases({delivery->delivery_id});
             slots.freed(1);
         } else {
-            run_callback(delivery, attempt);
-            if (!attempt.succeeded())
-                failing_hooks.insert(delivery->hook.id);
-            pending_records.push_back(judge(*delivery, std::move(attempt), result));
-            ++pending_held;
+            record(delivery, std::move(attempt), result, true);
         }
-        post_flush();
+        recorder.flush_soon(in_flight.empty() || stopping);
     }
 
-    /// Has the finished attempts recorded soon. Outcomes that arrive within `record_window` of
-    /// each other share a transaction: a commit writes every page it changed, so a few large
-    /// ones cost far less than many small ones. Nothing in flight, a full batch or a stop
-    /// records at once.
-    void post_flush()
+    // --- verdicts and recording --------------------------------------------------------------------
+
+    /// The record of `attempt` of `delivery`: its verdict (`dispatch::decide`), counted and logged.
+    dispatch::SyncDelivery::Judged judge(const ClaimedDelivery& delivery, Attempt attempt, const HttpResult& result)
     {
-        const bool now = in_flight.empty() || stopping || pending_records.size() >= options.record_batch ||
-                         options.record_window.count() == 0;
-        if (now) {
-            if (flush_posted)
-                return;
-            flush_posted = true;
-            record_timer.cancel();
-            record_armed = false; // A later completion may arm it again; the cancelled wait ends unheard.
-            asio::post(strand, [self = shared_from_this()] {
-                self->flush_posted = false;
-                self->flush();
-            });
-            return;
+        const dispatch::Verdict verdict = dispatch::decide(
+            attempt, result, delivery.hook,
+            {.max_attempts = options.max_attempts, .max_retry_after = options.max_retry_after, .countdowns = &countdowns()},
+            Clock::now());
+        if (!verdict.countdown_error.empty())
+            log(LogLevel::error, "hook " + std::to_string(delivery.hook.id) + " has an unusable countdown (" +
+                                     verdict.countdown_error + "); retrying in 60 s");
+        switch (verdict.verdict) {
+        case AttemptVerdict::delivered: count.delivered++; break;
+        case AttemptVerdict::failed: count.failed++; break;
+        case AttemptVerdict::retry: count.retried++; break;
         }
-        if (record_armed || flush_posted)
-            return;
-        record_armed = true;
-        record_timer.expires_after(options.record_window);
-        record_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (ec)
-                return;
-            self->record_armed = false;
-            if (!self->flush_posted)
-                self->flush();
-        });
+        AttemptRecord record;
+        record.delivery_id = delivery.delivery_id;
+        record.hook_id = delivery.hook.id;
+        record.worker = worker;
+        record.verdict = verdict.verdict;
+        record.next_attempt_at = verdict.next_attempt_at;
+        if (log.enabled())
+            log(attempt.succeeded() ? LogLevel::info : LogLevel::warning,
+                dispatch::describe_outcome(delivery, attempt, record, Clock::now()));
+        record.attempt = std::move(attempt);
+        return {std::move(record), verdict.gone};
     }
 
-    /// Records every finished attempt in one transaction, then looks for more work.
-    void flush()
+    /// Tells the host's callback, judges the attempt and hands the record to the recorder.
+    void record(const std::shared_ptr<const ClaimedDelivery>& delivery, Attempt attempt, const HttpResult& result,
+                bool holds_slot)
     {
-        if (!pending_records.empty()) {
-            // A retry is a row the last claim did not see, due at its countdown.
-            if (std::any_of(pending_records.begin(), pending_records.end(),
-                            [](const AttemptRecord& r) { return r.verdict == AttemptVerdict::retry; }))
-                outbox_unseen = true;
-            try {
-                store.record_attempts(pending_records);
-                store_backoff = 0ms;
-                store_pause = 0ms;
-                recorded();
-            } catch (const std::exception& e) {
-                store_failed(e);
-                return;
-            }
-        }
+        callbacks.run(delivery, attempt);
+        dispatch::SyncDelivery::Judged judged = judge(*delivery, std::move(attempt), result);
+        if (judged.gone)
+            health.disable(delivery->hook.id, dispatch::gone_reason);
+        recorder.add(std::move(judged.record), holds_slot);
+    }
+
+    /// After the recorder wrote outcomes (or had none to write): free their slots, check the
+    /// hooks that failed, and look for more work.
+    void recorded(dispatch::RecordedOutcomes outcome)
+    {
+        store_backoff = 0ms;
+        store_pause = 0ms;
+        slots.freed(outcome.held);
+        // A retry is a row the last claim did not see, due at its countdown.
+        if (outcome.retries)
+            outbox_unseen = true;
+        health.check(std::move(outcome.failing_hooks));
         if (stopping) {
-            if (in_flight.empty())
-                finish_stop();
+            maybe_finish_stop();
             return;
         }
         pump();
     }
 
     /// The store refused: log, keep what is pending, and try again with growing pauses.
-    void store_failed(const std::exception& e)
+    void store_failed(const std::string& error)
     {
         // The pause grows over consecutive failures, whichever call failed, until one succeeds.
         store_pause = std::clamp(store_pause * 2, 100ms, 5000ms);
         store_backoff = store_pause;
-        log(LogLevel::error, std::string("store failure, retrying in ") + std::to_string(store_backoff.count()) +
-                                 " ms: " + e.what());
+        log(LogLevel::error, "store failure, retrying in " + std::to_string(store_backoff.count()) + " ms: " + error);
         wake_timer.expires_after(store_backoff);
         wake_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
             if (ec)
@@ -1031,76 +615,17 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
             // Try again the normal way: a new failure comes back here with a longer pause.
             self->store_backoff = 0ms;
             self->outbox_unseen = true;
-            self->flush();
+            self->recorder.flush();
         });
     }
 
-    void renew()
+    std::vector<std::int64_t> leases_in_flight() const
     {
-        renew_timer.expires_after(options.lease / 3);
-        renew_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (ec || !self->running)
-                return;
-            if (!self->in_flight.empty()) {
-                std::vector<std::int64_t> ids;
-                ids.reserve(self->in_flight.size());
-                for (const auto& entry : self->in_flight)
-                    ids.push_back(entry.first);
-                try {
-                    self->store.renew_leases(self->worker, ids, Clock::now() + self->options.lease);
-                } catch (const std::exception& e) {
-                    self->log(LogLevel::warning, std::string("could not renew leases: ") + e.what());
-                }
-            }
-            self->renew();
-        });
-    }
-
-    /// Runs the store's checkpoint on the executor, off the strand and outside every store call,
-    /// so that neither the workers nor `deliver_event` wait for the log to be moved.
-    void schedule_checkpoint()
-    {
-        checkpoint_timer.expires_after(checkpoint_interval);
-        checkpoint_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (ec || !self->running)
-                return;
-            if (!self->checkpointing.exchange(true))
-                asio::post(self->executor, [self] {
-                    try {
-                        self->store.checkpoint();
-                    } catch (const std::exception& e) {
-                        self->log(LogLevel::warning, std::string("store checkpoint failed: ") + e.what());
-                    }
-                    {
-                        std::lock_guard lock{self->checkpoint_mutex};
-                        self->checkpointing = false;
-                    }
-                    self->checkpoint_done.notify_all();
-                });
-            self->schedule_checkpoint();
-        });
-    }
-
-    /// Deletes old finished deliveries, a bounded batch per turn so the strand is never held long.
-    void sweep_retention(std::chrono::milliseconds wait)
-    {
-        if (options.retention.count() <= 0)
-            return;
-        retention_timer.expires_after(wait);
-        retention_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-            if (ec || !self->running)
-                return;
-            constexpr std::size_t batch = 1000;
-            std::size_t deleted = 0;
-            try {
-                deleted = self->store.delete_finished_before(Clock::now() - self->options.retention, batch);
-            } catch (const std::exception& e) {
-                self->log(LogLevel::warning, std::string("retention sweep failed: ") + e.what());
-            }
-            if (deleted > 0)
-                self->log(LogLevel::debug, "retention deleted " + std::to_string(deleted) + " old deliveries");
-            self->sweep_retention(deleted == batch ? std::chrono::milliseconds(10) : std::chrono::milliseconds(1h));
-        });
+        std::vector<std::int64_t> ids;
+        ids.reserve(in_flight.size());
+        for (const auto& entry : in_flight)
+            ids.push_back(entry.first);
+        return ids;
     }
 
     // --- stopping (strand) ---------------------------------------------------------------------------
@@ -1109,15 +634,13 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     {
         stopped = std::move(done);
         if (stopping && !running) {
-            stopped->set_value();
+            std::exchange(stopped, nullptr)->set_value();
             return;
         }
         stopping = true;
         wake_timer.cancel();
         if (in_flight.empty()) {
-            flush();
-            if (in_flight.empty() && stopped)
-                finish_stop();
+            recorder.flush(); // Ends in recorded(), which finishes the stop.
             return;
         }
         stop_timer.expires_after(deadline);
@@ -1129,87 +652,25 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
         });
     }
 
-    void finish_stop()
+    /// Finishes the stop once nothing is in flight, claimed or being written.
+    void maybe_finish_stop()
     {
-        if (!stopped)
+        if (!stopping || !stopped || finishing || !in_flight.empty() || claiming || recorder.writing())
             return;
-        if (!pending_records.empty()) {
-            try {
-                store.record_attempts(pending_records);
-                pending_records.clear();
-                slots.freed(std::exchange(pending_held, 0));
-            } catch (const std::exception& e) {
-                log(LogLevel::error, std::string("outcomes not recorded at stop (their deliveries will be sent "
-                                                 "again once their leases run out): ") + e.what());
-            }
-        }
-        running = false;
-        client.shutdown(); // Closes the idle keep-alive connections.
-        stop_timer.cancel();
-        renew_timer.cancel();
-        retention_timer.cancel();
-        checkpoint_timer.cancel();
-        batch_timer.cancel();
-        record_timer.cancel();
-        wake_timer.cancel();
-        std::exchange(stopped, nullptr)->set_value();
-    }
-
-    // --- synchronous attempts, in the caller's thread ---------------------------------------------
-
-    std::shared_ptr<const ClaimedDelivery> load(std::int64_t delivery_id)
-    {
-        auto delivery = store.find_delivery(delivery_id);
-        if (!delivery)
-            throw WebhookEventDoesNotExist("Webhook event " + std::to_string(delivery_id) + " does not exist.");
-        auto hook = store.find_hook(delivery->hook_id);
-        if (!hook)
-            throw WebhookDoesNotExist("Webhook " + std::to_string(delivery->hook_id) + " does not exist.");
-        auto claimed = std::make_shared<ClaimedDelivery>();
-        claimed->delivery_id = delivery->id;
-        claimed->event_uuid = delivery->event_uuid;
-        claimed->event_type = delivery->event_type;
-        claimed->body = std::move(delivery->request_body);
-        claimed->attempt_count = delivery->attempt_count;
-        claimed->hook = std::move(*hook);
-        claimed->created = delivery->created;
-        return claimed;
-    }
-
-    /// How long a delivery attempted in the caller's thread is kept from the workers.
-    std::chrono::milliseconds sync_hold() const
-    {
-        return options.connect_timeout + options.request_timeout + options.lease;
-    }
-
-    /// Attempts every delivery at once on a private io_context in the calling thread, records
-    /// the outcomes, and returns them.
-    std::vector<HookResult> attempt_now(const std::vector<std::shared_ptr<const ClaimedDelivery>>& deliveries,
-                                        AttemptTrigger trigger)
-    {
-        asio::io_context io;
-        HttpClient http(io.get_executor(), client_options(options));
-        std::vector<HookResult> results(deliveries.size());
-        std::vector<AttemptRecord> records(deliveries.size());
-        std::set<std::int64_t> failed_hooks;
-        std::size_t remaining = deliveries.size();
-        for (std::size_t i = 0; i < deliveries.size(); ++i) {
-            send(deliveries[i], http, trigger,
-                 [this, i, &results, &records, &failed_hooks, &remaining, &io,
-                  d = deliveries[i]](Attempt attempt, HttpResult result) {
-                     results[i] = HookResult{d->hook.id, d->delivery_id, attempt};
-                     run_callback(d, attempt);
-                     if (!attempt.succeeded())
-                         failed_hooks.insert(d->hook.id);
-                     records[i] = judge(*d, std::move(attempt), result);
-                     if (--remaining == 0)
-                         io.stop(); // Idle keep-alive connections would keep io.run() going.
-                 });
-        }
-        io.run();
-        store.record_attempts(records);
-        check_health(failed_hooks);
-        return results;
+        finishing = true;
+        recorder.write_last([self = shared_from_this()](dispatch::RecordedOutcomes outcome) {
+            self->slots.freed(outcome.held);
+            self->finishing = false;
+            self->running = false;
+            self->client.shutdown(); // Closes the idle keep-alive connections.
+            self->stop_timer.cancel();
+            self->maintenance.stop();
+            self->batch_timer.cancel();
+            self->recorder.cancel_timer();
+            self->wake_timer.cancel();
+            if (self->stopped)
+                std::exchange(self->stopped, nullptr)->set_value();
+        });
     }
 };
 
@@ -1225,12 +686,15 @@ Dispatcher::~Dispatcher()
         stop();
     } catch (...) {
     }
+    // The store runner's threads end here, not in a handler of theirs that drops the last reference.
+    impl_->runner.join();
 }
 
 void Dispatcher::start()
 {
-    impl_->replay_journals();
+    impl_->admission.replay_journals();
     impl_->running_for_callers = true;
+    impl_->admission.set_handing_off(true);
     asio::post(impl_->strand, [self = impl_] {
         if (self->running)
             return;
@@ -1238,31 +702,24 @@ void Dispatcher::start()
         self->stopping = false;
         self->shutting_down = false;
         self->log(LogLevel::info, "dispatcher " + self->worker + " started");
-        self->renew();
-        self->schedule_checkpoint();
-        self->sweep_retention(std::chrono::milliseconds(0));
+        self->outbox_unseen = true;
+        self->maintenance.start();
         self->pump();
     });
 }
 
 void Dispatcher::stop(std::chrono::milliseconds deadline)
 {
-    if (impl_->running_for_callers.exchange(false))
+    if (impl_->running_for_callers.exchange(false)) {
+        impl_->admission.set_handing_off(false);
         stop_workers(deadline);
-    // Started or not: what was accepted goes to the store before the dispatcher goes.
-    if (impl_->journal) {
-        if (impl_->journal->wait_settled(deadline)) {
-            impl_->journal->close_settled();
-        } else {
-            impl_->journal_closed = true;
-            impl_->log(LogLevel::warning, "stop: some accepted events are not in the store yet; "
-                                          "they stay in the journal for the next start");
-        }
     }
-    // A checkpoint job the timer queued before the stop may still be running: the store must
-    // outlive it.
-    std::unique_lock lock{impl_->checkpoint_mutex};
-    impl_->checkpoint_done.wait_for(lock, deadline, [&] { return !impl_->checkpointing; });
+    // Started or not: what was accepted goes to the store before the dispatcher goes.
+    impl_->admission.close(deadline);
+    // Store calls the stages queued (lease releases and renewals, housekeeping, health checks):
+    // the store must outlive them.
+    if (!impl_->runner.wait_idle(deadline))
+        impl_->log(LogLevel::warning, "stop: store calls still running after the deadline");
 }
 
 void Dispatcher::stop_workers(std::chrono::milliseconds deadline)
@@ -1284,7 +741,7 @@ void Dispatcher::stop_workers(std::chrono::milliseconds deadline)
 
 bool Dispatcher::wait_stored(std::chrono::milliseconds timeout)
 {
-    return !impl_->journal || impl_->journal->wait_settled(timeout);
+    return impl_->admission.wait_stored(timeout);
 }
 
 void Dispatcher::wake()
@@ -1294,13 +751,12 @@ void Dispatcher::wake()
 
 void Dispatcher::register_callback(std::string name, HookCallback callback)
 {
-    impl_->callback_names.insert(name);
-    impl_->callbacks[std::move(name)] = std::move(callback);
+    impl_->callbacks.add(std::move(name), std::move(callback));
 }
 
 const std::set<std::string, std::less<>>& Dispatcher::callback_names() const noexcept
 {
-    return impl_->callback_names;
+    return impl_->callbacks.names();
 }
 
 DispatcherCounters Dispatcher::counters() const noexcept
@@ -1345,26 +801,26 @@ DeliverResult Dispatcher::deliver_data(json::value data, std::string_view event_
             check_resendable(d, options.force);
         result.event_uuid = options.event_uuid;
         result.hook_count = deliveries.size();
-        TimePoint due = options.sync ? now + impl.sync_hold() : now;
+        TimePoint due = options.sync ? now + impl.sync.hold() : now;
         for (const Delivery& d : deliveries)
             impl.store.requeue(d.id, due);
         if (options.sync) {
             std::vector<std::shared_ptr<const ClaimedDelivery>> loaded;
             for (const Delivery& d : deliveries)
-                loaded.push_back(impl.load(d.id));
-            result.results = impl.attempt_now(loaded, AttemptTrigger::manual);
+                loaded.push_back(impl.sync.load(d.id));
+            result.results = impl.sync.attempt_now(loaded, AttemptTrigger::manual);
         }
         impl.wake();
         return result;
     }
 
-    NewEvent ev = impl.make_event(std::move(data), event_type, options, now);
-    if (impl.may_journal(ev, options))
-        return impl.accept(std::move(ev));
+    NewEvent ev = impl.admission.make_event(std::move(data), event_type, options, now);
+    if (impl.admission.may_journal(ev, options))
+        return impl.admission.accept(std::move(ev));
     if (options.sync)
-        ev.due = now + impl.sync_hold();
+        ev.due = now + impl.sync.hold();
 
-    EnqueuedEvent written = impl.commits.commit(std::move(ev));
+    EnqueuedEvent written = impl.admission.commits().commit(std::move(ev));
     result.event_uuid = written.uuid;
     result.duplicate = written.duplicate;
     result.hook_count = written.delivery_ids.size();
@@ -1374,8 +830,8 @@ DeliverResult Dispatcher::deliver_data(json::value data, std::string_view event_
     if (options.sync) {
         std::vector<std::shared_ptr<const ClaimedDelivery>> loaded;
         for (std::int64_t id : written.delivery_ids)
-            loaded.push_back(impl.load(id));
-        result.results = impl.attempt_now(loaded, AttemptTrigger::scheduled);
+            loaded.push_back(impl.sync.load(id));
+        result.results = impl.sync.attempt_now(loaded, AttemptTrigger::scheduled);
         impl.wake(); // Failed ones are due again by their countdown.
         return result;
     }
@@ -1406,9 +862,9 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
     }
     NewEvent ev;
     try {
-        ev = impl_->make_event(std::move(data), event_type, options, Clock::now());
-        if (impl_->may_journal(ev, options)) {
-            asio::post(impl_->executor, [handler = std::move(handler), result = impl_->accept(std::move(ev))]() mutable {
+        ev = impl_->admission.make_event(std::move(data), event_type, options, Clock::now());
+        if (impl_->admission.may_journal(ev, options)) {
+            asio::post(impl_->executor, [handler = std::move(handler), result = impl_->admission.accept(std::move(ev))]() mutable {
                 handler({}, std::move(result));
             });
             return;
@@ -1417,7 +873,7 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
         complete_with_error(e);
         return;
     }
-    impl_->commits.commit_async(std::move(ev), [self = impl_, handler = std::move(handler)](
+    impl_->admission.commits().commit_async(std::move(ev), [self = impl_, handler = std::move(handler)](
                                                    std::exception_ptr error, EnqueuedEvent written, NewEvent) {
         boost::system::error_code ec;
         DeliverResult result;
@@ -1447,8 +903,8 @@ HookResult Dispatcher::retry_delivery(std::int64_t delivery_id, bool force)
     if (!delivery)
         throw WebhookEventDoesNotExist("Webhook event " + std::to_string(delivery_id) + " does not exist.");
     check_resendable(*delivery, force);
-    impl_->store.requeue(delivery_id, Clock::now() + impl_->sync_hold());
-    auto results = impl_->attempt_now({impl_->load(delivery_id)}, AttemptTrigger::manual);
+    impl_->store.requeue(delivery_id, Clock::now() + impl_->sync.hold());
+    auto results = impl_->sync.attempt_now({impl_->sync.load(delivery_id)}, AttemptTrigger::manual);
     impl_->wake();
     return results.front();
 }
@@ -1459,20 +915,18 @@ void Dispatcher::async_retry_delivery(std::int64_t delivery_id, bool force, std:
     if (!delivery)
         throw WebhookEventDoesNotExist("Webhook event " + std::to_string(delivery_id) + " does not exist.");
     check_resendable(*delivery, force);
-    impl_->store.requeue(delivery_id, Clock::now() + impl_->sync_hold());
-    auto claimed = impl_->load(delivery_id);
-    impl_->send(claimed, impl_->client, AttemptTrigger::manual,
-                [self = impl_, claimed, handler = std::move(handler)](Attempt attempt, HttpResult result) {
-                    HookResult hook_result{claimed->hook.id, claimed->delivery_id, attempt};
-                    self->run_callback(claimed, attempt);
-                    asio::post(self->strand, [self, claimed, attempt = std::move(attempt), result = std::move(result)]() mutable {
-                        if (!attempt.succeeded())
-                            self->failing_hooks.insert(claimed->hook.id);
-                        self->pending_records.push_back(self->judge(*claimed, std::move(attempt), result));
-                        self->post_flush();
-                    });
-                    handler(std::move(hook_result));
-                });
+    impl_->store.requeue(delivery_id, Clock::now() + impl_->sync.hold());
+    auto claimed = impl_->sync.load(delivery_id);
+    impl_->sender.send(claimed, impl_->client, AttemptTrigger::manual,
+                       [self = impl_, claimed, handler = std::move(handler)](Attempt attempt, HttpResult result) {
+                           HookResult hook_result{claimed->hook.id, claimed->delivery_id, attempt};
+                           asio::post(self->strand, [self, claimed, attempt = std::move(attempt),
+                                                     result = std::move(result)]() mutable {
+                               self->record(claimed, std::move(attempt), result, false);
+                               self->recorder.flush_soon(self->in_flight.empty() || self->stopping);
+                           });
+                           handler(std::move(hook_result));
+                       });
 }
 
 // --- the default dispatcher -------------------------------------------------------------------------

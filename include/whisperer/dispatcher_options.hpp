@@ -99,6 +99,12 @@ struct DispatcherOptions {
     /// the callers of the moment) and `async_deliver_event` completes after its commit: callers
     /// that outpace the store are slowed to its pace instead of filling memory.
     std::size_t max_unstored_events = 16384;
+    /// Threads of the dispatcher's own that make its store calls (claims, records, lease
+    /// renewals, housekeeping, hand-offs), so that the executor passed to the dispatcher never
+    /// waits on the store. One suits a store with one connection (SQLite); a store across the
+    /// network may use a few. Calls in the caller's thread (`deliver_event`'s journal write and
+    /// choice of hooks, its commit without the journal, sync delivery) stay there.
+    std::size_t store_threads = 1;
     /// The envelope's data key: "data" (the seed page) or "payload" (the original's code).
     DataKey data_key = DataKey::data;
     /// PEM file of trusted CAs for HTTPS receivers; empty uses the system's store.
