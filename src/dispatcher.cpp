@@ -2,7 +2,9 @@
 
 #include "dispatch/pipeline.hpp"
 
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 
 #include <atomic>
 #include <future>
@@ -223,7 +225,11 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
         complete_with_error(e);
         return;
     }
-    impl_->admission.commits().commit_async(std::move(ev), [self = impl_, handler = std::move(handler)](
+    // The commit runs on the store's threads: until it completes, the executor counts it as
+    // outstanding work, so that its run() does not return before the handler ran.
+    auto work = asio::prefer(impl_->executor, asio::execution::outstanding_work.tracked);
+    impl_->admission.commits().commit_async(std::move(ev), [self = impl_, handler = std::move(handler),
+                                                            work = std::move(work)](
                                                    std::exception_ptr error, EnqueuedEvent written, NewEvent) {
         boost::system::error_code ec;
         DeliverResult result;
@@ -243,7 +249,7 @@ void Dispatcher::async_deliver_data(json::value data, std::string_view event_typ
             if (!written.delivery_ids.empty())
                 self->wake();
         }
-        asio::post(self->executor, [handler, ec, result = std::move(result)]() mutable { handler(ec, std::move(result)); });
+        asio::post(work, [handler, ec, result = std::move(result)]() mutable { handler(ec, std::move(result)); });
     });
 }
 

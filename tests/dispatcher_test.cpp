@@ -690,6 +690,30 @@ TEST_CASE("async_deliver_event completes once the event is durable", "[dispatche
     CHECK_THROWS(failed.get());
 }
 
+TEST_CASE("an io_context's run() returns only after a pending async_deliver_event has completed", "[dispatcher]")
+{
+    Fixture f;
+    f.hook("http://127.0.0.1:9/");
+    // An executor no thread runs yet: its run() below must wait for the commit on the store's
+    // threads (an idempotency key always commits before completing) instead of returning at once.
+    boost::asio::io_context host;
+    Dispatcher dispatcher(host.get_executor(), f.registry, f.store, Fixture::fast_options());
+    DeliverOptions options;
+    options.idempotency_key = "order-1";
+    int completions = 0;
+    DeliverResult result;
+    dispatcher.async_deliver_event(Package{1, 2, "3"}, "package-created", options,
+                                   [&](boost::system::error_code ec, DeliverResult r) {
+                                       CHECK_FALSE(ec);
+                                       result = std::move(r);
+                                       ++completions;
+                                   });
+    host.run();
+    CHECK(completions == 1);
+    CHECK(result.hook_count == 1);
+    CHECK(f.store.deliveries_of_event(result.event_uuid).size() == 1);
+}
+
 TEST_CASE("deliveries in flight when a dispatcher goes away are delivered by the next one", "[dispatcher]")
 {
     Fixture f;
