@@ -5,6 +5,7 @@
 
 #include "detail/secret_box.hpp"
 #include "detail/sqlite_sealing.hpp"
+#include "detail/claim_room.hpp"
 #include "detail/sqlite_rows.hpp"
 #include "detail/sqlite_schema.hpp"
 #include "detail/sqlite_statements.hpp"
@@ -76,42 +77,6 @@ struct ClaimCandidate {
     std::size_t taken = 0;
     bool exhausted = false; ///< A take left no claimable row of the hook.
     std::optional<Hook> hook;
-};
-
-/// What a claim may still take of each owner's and each origin's hooks: the request's limits
-/// less the rows taken so far.
-class GroupRoom {
-public:
-    explicit GroupRoom(const ClaimRequest& request) : request_(request)
-    {
-        for (const GroupClaimLimit& entry : request.owner_limits)
-            owners_[entry.key] = entry.limit;
-        for (const GroupClaimLimit& entry : request.origin_limits)
-            origins_[entry.key] = entry.limit;
-    }
-
-    std::size_t left(const ClaimCandidate& c)
-    {
-        return std::min(left_of(owners_, c.owner, request_.per_owner_limit),
-                        left_of(origins_, c.origin, request_.per_origin_limit));
-    }
-
-    void took(const ClaimCandidate& c, std::size_t n)
-    {
-        left_of(owners_, c.owner, request_.per_owner_limit) -= n;
-        left_of(origins_, c.origin, request_.per_origin_limit) -= n;
-    }
-
-private:
-    static std::size_t& left_of(std::map<std::string, std::size_t>& lefts, const std::string& key,
-                                std::size_t otherwise)
-    {
-        return lefts.try_emplace(key, otherwise).first->second;
-    }
-
-    const ClaimRequest& request_;
-    std::map<std::string, std::size_t> owners_;
-    std::map<std::string, std::size_t> origins_;
 };
 
 /// A claim's walk over the hooks with rows, kept for the claims that follow (see `claim_due`).
@@ -924,7 +889,7 @@ Page<Delivery> SqliteStore::list_deliveries(const DeliveryQuery& query)
                                        " ORDER BY d.id LIMIT :limit");
         where.bind(*select);
         select->bind(":limit", sql_limit(page_size + 1));
-        return read_page<Delivery>(*select, page_size, read_delivery);
+        return read_page<Delivery>(*select, page_size, read_delivery<RowReader>);
     });
 }
 
@@ -1391,7 +1356,7 @@ Page<OutboxEntry> SqliteStore::list_outbox(const OutboxQuery& query)
             " ORDER BY o.delivery_id LIMIT :limit");
         where.bind(*select);
         select->bind(":limit", sql_limit(page_size + 1));
-        return read_page<OutboxEntry>(*select, page_size, read_outbox_entry);
+        return read_page<OutboxEntry>(*select, page_size, read_outbox_entry<RowReader>);
     });
 }
 
@@ -1400,23 +1365,9 @@ Page<OutboxEntry> SqliteStore::list_outbox(const OutboxQuery& query)
 namespace {
 
 // Both read the columns `read_token` expects.
-constexpr std::string_view select_token_by_key =
-    "SELECT id, owner, admin, publisher, created, expires, last_used FROM tokens WHERE key_sha256 = :key";
-constexpr std::string_view select_tokens =
-    "SELECT id, owner, admin, publisher, created, expires, last_used FROM tokens ORDER BY id";
-
-ApiToken read_token(RowReader& row)
-{
-    ApiToken token;
-    token.id = row.int64();
-    token.owner = row.text();
-    token.admin = row.boolean();
-    token.publisher = row.boolean();
-    token.created = row.time();
-    token.expires = row.optional_time();
-    token.last_used = row.optional_time();
-    return token;
-}
+const std::string select_token_by_key =
+    "SELECT " + std::string(token_columns) + " FROM tokens WHERE key_sha256 = :key";
+const std::string select_tokens = "SELECT " + std::string(token_columns) + " FROM tokens ORDER BY id";
 
 void bind_optional_time(SQLite::Statement& statement, const char* name, std::optional<TimePoint> t)
 {

@@ -1,5 +1,7 @@
 // The behaviour every SubscriptionStore must have. Each test runs once per store in `Stores`; a new
-// store joins the suite by adding a fixture type there.
+// store joins the suite by adding a fixture type there, or, in a test binary of its own, by
+// defining WHISPERER_CONFORMANCE_STORES as a tuple of its fixtures (a type with `store()`) and
+// including this file (tests/postgres/postgres_conformance_test.cpp does).
 
 #include <whisperer/error.hpp>
 #include <whisperer/signature.hpp>
@@ -27,6 +29,10 @@ namespace {
 
 /// The limit the fixtures configure for stored response bodies.
 constexpr std::size_t response_body_limit = 20 * 1024;
+
+#ifdef WHISPERER_CONFORMANCE_STORES
+using Stores = WHISPERER_CONFORMANCE_STORES;
+#else
 
 class SqliteInMemory {
 public:
@@ -57,6 +63,7 @@ private:
 };
 
 using Stores = std::tuple<SqliteInMemory, SqliteOnFile, SqliteEncrypted>;
+#endif
 
 std::vector<std::int64_t> ids_of(const std::vector<Hook>& hooks)
 {

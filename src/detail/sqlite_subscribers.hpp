@@ -2,6 +2,8 @@
 #ifndef WHISPERER_DETAIL_SQLITE_SUBSCRIBERS_HPP
 #define WHISPERER_DETAIL_SQLITE_SUBSCRIBERS_HPP
 
+#include "detail/subscribers.hpp"
+
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <boost/json/object.hpp>
@@ -14,19 +16,6 @@
 #include <vector>
 
 namespace whisperer::detail {
-
-/// A hook that may receive an event: its id, and the owner and config that filters match.
-struct Subscriber {
-    std::int64_t hook_id = 0;
-    std::string owner;
-    boost::json::object config;
-};
-
-/// True when `config` has every key of `filter` with the same value.
-bool config_matches(const boost::json::object& config, const boost::json::object& filter);
-
-/// True when `owners` is empty or holds `owner`.
-bool owner_matches(const std::string& owner, const std::vector<std::string>& owners);
 
 /// The active hooks of each event type, read once and then served from memory until the
 /// `hooks_generation` counter (moved by triggers on every change of who receives what, from any

@@ -1,0 +1,661 @@
+// PostgresStore's outbox: events and their deliveries, claims under leases, attempts.
+#include "postgres/postgres_store_impl.hpp"
+
+#include <whisperer/error.hpp>
+
+#include "detail/claim_room.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace whisperer {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::size_t max_page_size = 1000;
+/// Events committed by SQL `deliver_event` that one claim fans out at most.
+constexpr int inbox_batch = 500;
+
+std::string limit_param(std::size_t n)
+{
+    return std::to_string(std::min<std::size_t>(n, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())));
+}
+
+/// The joined tables that `delivery_columns` reads from.
+constexpr std::string_view pg_delivery_tables =
+    "@schema.deliveries d JOIN @schema.events e ON e.id = d.event_id JOIN @schema.hooks h ON h.id = d.hook_id";
+
+/// A row `claim_due` may lease, `$1` being the claim time: due, and its lease free or expired.
+constexpr std::string_view claimable = "o.due_at <= $1 AND (o.lease_expires IS NULL OR o.lease_expires <= $1)";
+
+/// The hooks with rows in the outbox, one index seek each however many rows they have.
+constexpr std::string_view queued_hooks =
+    "WITH RECURSIVE queued (hook_id) AS ("
+    " SELECT (SELECT min(hook_id) FROM @schema.outbox)"
+    " UNION ALL"
+    " SELECT (SELECT min(o.hook_id) FROM @schema.outbox o WHERE o.hook_id > q.hook_id) FROM queued q"
+    " WHERE q.hook_id IS NOT NULL) ";
+
+/// Moves the events that SQL `deliver_event` committed from the inbox to deliveries and outbox
+/// rows for the hooks active now, taking inbox rows other claimers are not taking.
+constexpr std::string_view fan_out_inbox =
+    "WITH taken AS (DELETE FROM @schema.event_inbox WHERE event_id IN (SELECT event_id FROM @schema.event_inbox "
+    " ORDER BY event_id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING event_id), "
+    "added AS (INSERT INTO @schema.deliveries (event_id, hook_id, state, attempt_count, response_status, "
+    " response_body, response_time_us, last_failure, last_error, next_attempt_at, created, modified) "
+    " SELECT e.id, h.id, 'pending', 0, 0, '', 0, 'none', '', e.created, e.created, e.created FROM taken t "
+    " JOIN @schema.events e ON e.id = t.event_id JOIN @schema.hooks h ON h.event_type = e.event_type AND h.is_active "
+    " ORDER BY e.id, h.id RETURNING id, hook_id, created) "
+    "INSERT INTO @schema.outbox (delivery_id, hook_id, due_at) SELECT id, hook_id, created FROM added";
+
+/// A hook with claimable rows, and what this claim asks and took of it.
+struct Candidate {
+    std::int64_t hook_id = 0;
+    std::int64_t first_due = 0;
+    std::string owner;
+    std::string origin;
+    std::size_t limit = 0; ///< Rows this claim may take of it.
+    std::size_t taken = 0;
+    bool exhausted = false; ///< Gave fewer rows than asked: none left.
+    bool asked = false;     ///< Had its first turn.
+};
+
+} // namespace
+
+// --- events and deliveries ---------------------------------------------------------------------
+
+std::vector<EnqueuedEvent> PostgresStore::enqueue_events(std::span<const NewEvent> events)
+{
+    // One statement per event, all in one transaction and one round trip: the event, its
+    // deliveries and their outbox rows (leased at once for the hooks handed off).
+    const std::string insert_sql = impl_->sql(
+        "WITH ev AS (INSERT INTO @schema.events (uuid, event_type, body, object_ref, idempotency_key, created) "
+        " SELECT $1, $2, $3, $4, $5, $6::bigint WHERE NOT ($7::boolean AND EXISTS (SELECT 1 FROM @schema.events WHERE uuid = $1)) "
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), "
+        "dl AS (INSERT INTO @schema.deliveries (event_id, hook_id, state, attempt_count, response_status, response_body, "
+        " response_time_us, last_failure, last_error, next_attempt_at, created, modified) "
+        "  SELECT ev.id, x.hook_id, 'pending', 0, 0, '', 0, 'none', '', $8::bigint, $6::bigint, $6::bigint "
+        " FROM ev CROSS JOIN unnest($9::bigint[]) WITH ORDINALITY AS x (hook_id, n) "
+        " WHERE NOT $10::boolean OR EXISTS (SELECT 1 FROM @schema.hooks h WHERE h.id = x.hook_id AND h.is_active) "
+        " ORDER BY x.n RETURNING id, hook_id), "
+        "ob AS (INSERT INTO @schema.outbox (delivery_id, hook_id, due_at, lease_owner, lease_expires) "
+        " SELECT dl.id, dl.hook_id, $8::bigint, CASE WHEN l.leased THEN $11 END, CASE WHEN l.leased THEN $12::bigint END "
+        " FROM dl CROSS JOIN LATERAL (SELECT dl.hook_id = ANY($13::bigint[]) AND EXISTS (SELECT 1 FROM @schema.hooks h "
+        "  WHERE h.id = dl.hook_id AND h.is_active) AS leased) l "
+        " RETURNING delivery_id, hook_id, lease_owner IS NOT NULL) "
+        "SELECT ev.id, ob.* FROM ev LEFT JOIN ob ON true");
+    const std::string uuid_by_key_sql = impl_->sql("SELECT uuid FROM @schema.events WHERE idempotency_key = $1");
+
+    PostgresBatch batch;
+    std::set<std::int64_t> handoff_hooks;
+    for (const NewEvent& event : events)
+        handoff_hooks.insert(event.handoff_hook_ids.begin(), event.handoff_hook_ids.end());
+    const std::vector<std::int64_t> handoff_list(handoff_hooks.begin(), handoff_hooks.end());
+    if (!handoff_list.empty())
+        batch.add(impl_->sql("SELECT " + std::string(hook_columns) + " FROM @schema.hooks h WHERE h.id = ANY($1) "
+                             "AND h.is_active"),
+                  {pg_array(handoff_list)});
+    std::map<std::string, std::vector<Subscriber>, std::less<>> subscribers;
+    const TimePoint now = Clock::now();
+    for (const NewEvent& event : events) {
+        std::vector<std::int64_t> hook_ids;
+        if (event.hook_ids) {
+            hook_ids = *event.hook_ids;
+        } else {
+            auto found = subscribers.find(event.event_type);
+            if (found == subscribers.end())
+                found = subscribers.emplace(event.event_type, impl_->subscribers(event.event_type)).first;
+            for (const Subscriber& subscriber : found->second)
+                if (owner_matches(subscriber.owner, event.owners) &&
+                    config_matches(subscriber.config, event.config_filter))
+                    hook_ids.push_back(subscriber.hook_id);
+        }
+        // From the write, not the call: the event may have waited for the store meanwhile.
+        const std::optional<std::string> lease_expires = pg_param(now + event.handoff_lease);
+        batch.add(insert_sql, {event.uuid, event.event_type, event.body, event.object_ref, event.idempotency_key,
+                               pg_param(event.created), pg_param(event.replayed), pg_param(event.due),
+                               pg_array(hook_ids), pg_param(!event.hook_ids.has_value()), event.handoff_worker,
+                               lease_expires, pg_array(event.handoff_hook_ids)});
+        if (event.idempotency_key)
+            batch.add(uuid_by_key_sql, {*event.idempotency_key});
+    }
+    std::vector<PostgresResult> results = impl_->run("enqueue events", batch);
+
+    std::map<std::int64_t, std::optional<Hook>> hooks;
+    std::size_t next = 0;
+    if (!handoff_list.empty()) {
+        const PostgresResult& rows = results[next++];
+        for (int i = 0; i < rows.rows(); ++i) {
+            PostgresRow row{rows, i};
+            const std::int64_t id = PostgresRow{rows, i}.int64();
+            try {
+                hooks[id] = read_hook(row, impl_->box(), now);
+            } catch (const StoreError&) {
+                // Unreadable: its leased row waits for the lease to run out, and the claim that
+                // meets it then deactivates the hook with the reason.
+                hooks[id] = std::nullopt;
+            }
+        }
+    }
+    std::vector<EnqueuedEvent> enqueued;
+    enqueued.reserve(events.size());
+    for (const NewEvent& event : events) {
+        const PostgresResult& rows = results[next++];
+        EnqueuedEvent out;
+        out.uuid = event.uuid;
+        if (rows.rows() == 0) {
+            out.duplicate = true;
+            if (event.idempotency_key) {
+                const PostgresResult& existing = results[next];
+                if (existing.rows() == 1)
+                    out.uuid = std::string(existing.text(0, 0));
+            }
+        }
+        if (event.idempotency_key)
+            ++next;
+        std::vector<std::pair<std::int64_t, bool>> written; // delivery id, leased
+        std::map<std::int64_t, std::int64_t> hook_of;
+        for (int i = 0; i < rows.rows(); ++i) {
+            if (rows.is_null(i, 1))
+                continue;
+            PostgresRow row{rows, i, 1};
+            const std::int64_t delivery_id = row.int64();
+            hook_of[delivery_id] = row.int64();
+            written.emplace_back(delivery_id, row.boolean());
+        }
+        std::sort(written.begin(), written.end());
+        for (const auto& [delivery_id, leased] : written) {
+            out.delivery_ids.push_back(delivery_id);
+            if (!leased)
+                continue;
+            auto hook = hooks.find(hook_of[delivery_id]);
+            if (hook == hooks.end() || !hook->second)
+                continue;
+            ClaimedDelivery delivery;
+            delivery.delivery_id = delivery_id;
+            delivery.event_uuid = event.uuid;
+            delivery.event_type = event.event_type;
+            delivery.body = event.body;
+            delivery.hook = *hook->second;
+            delivery.created = stored_time(event.created);
+            out.handed_off.push_back(std::move(delivery));
+        }
+        enqueued.push_back(std::move(out));
+    }
+    return enqueued;
+}
+
+std::optional<Delivery> PostgresStore::find_delivery(std::int64_t id, bool with_attempts)
+{
+    PostgresBatch batch;
+    batch.add(impl_->sql("SELECT " + std::string(delivery_columns) + " FROM " + std::string(pg_delivery_tables) +
+                         " WHERE d.id = $1"),
+              {pg_param(id)});
+    if (with_attempts)
+        batch.add(impl_->sql("SELECT " + std::string(attempt_columns) +
+                             " FROM @schema.attempts WHERE delivery_id = $1 ORDER BY id DESC"),
+                  {pg_param(id)});
+    std::vector<PostgresResult> results = impl_->run("find a delivery", batch, false);
+    if (results[0].rows() == 0)
+        return std::nullopt;
+    PostgresRow row{results[0], 0};
+    Delivery delivery = read_delivery(row);
+    if (with_attempts)
+        for (int i = 0; i < results[1].rows(); ++i) {
+            PostgresRow attempt{results[1], i};
+            delivery.attempts.push_back(read_attempt(attempt));
+        }
+    return delivery;
+}
+
+AttemptPage PostgresStore::list_attempts(std::int64_t delivery_id, const AttemptQuery& query)
+{
+    const std::size_t page_size = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+    PostgresBatch batch;
+    batch.add(impl_->sql("SELECT count(*) FROM @schema.attempts WHERE delivery_id = $1"), {pg_param(delivery_id)});
+    batch.add(impl_->sql("SELECT id, " + std::string(attempt_columns) +
+                         " FROM @schema.attempts WHERE delivery_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"),
+              {pg_param(delivery_id),
+               pg_param(query.before > 0 ? query.before : std::numeric_limits<std::int64_t>::max()),
+               std::to_string(page_size + 1)});
+    std::vector<PostgresResult> results = impl_->run("list the attempts of a delivery", batch, false);
+    AttemptPage page;
+    page.stored = static_cast<std::size_t>(results[0].integer(0, 0));
+    std::int64_t last_id = 0;
+    for (int i = 0; i < results[1].rows(); ++i) {
+        if (page.items.size() == page_size) {
+            page.next = last_id;
+            break;
+        }
+        PostgresRow row{results[1], i};
+        last_id = row.int64();
+        page.items.push_back(read_attempt(row));
+    }
+    return page;
+}
+
+std::vector<Delivery> PostgresStore::deliveries_of_event(const std::string& event_uuid)
+{
+    PostgresResult rows = impl_->query("list the deliveries of an event",
+                                       impl_->sql("SELECT " + std::string(delivery_columns) + " FROM " +
+                                                  std::string(pg_delivery_tables) + " WHERE e.uuid = $1 ORDER BY d.id"),
+                                       {event_uuid});
+    std::vector<Delivery> deliveries;
+    for (int i = 0; i < rows.rows(); ++i) {
+        PostgresRow row{rows, i};
+        deliveries.push_back(read_delivery(row));
+    }
+    return deliveries;
+}
+
+Page<Delivery> PostgresStore::list_deliveries(const DeliveryQuery& query)
+{
+    PostgresConditions where;
+    where.add("d.id > $?", pg_param(query.after));
+    if (query.owner && !query.owner->empty())
+        where.add("h.owner = $?", *query.owner);
+    if (query.event_type)
+        where.add("e.event_type = $?", *query.event_type);
+    if (query.event_uuid)
+        where.add("e.uuid = $?", *query.event_uuid);
+    if (query.response_status)
+        where.add("d.response_status = $?", pg_param(std::int64_t{*query.response_status}));
+    if (query.delivered)
+        where.add(*query.delivered ? "d.state = $?" : "d.state <> $?", std::string(to_string(DeliveryState::delivered)));
+    if (query.created_from)
+        where.add("d.created >= $?", pg_param(*query.created_from));
+    if (query.created_until)
+        where.add("d.created <= $?", pg_param(*query.created_until));
+    if (query.hook_id)
+        where.add("d.hook_id = $?", pg_param(*query.hook_id));
+    const std::size_t page_size = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+    const std::string limit = where.next(std::to_string(page_size + 1));
+    PostgresResult rows = impl_->query("list deliveries",
+                                       impl_->sql("SELECT " + std::string(delivery_columns) + " FROM " +
+                                                  std::string(pg_delivery_tables) + " WHERE " + where.sql() +
+                                                  " ORDER BY d.id LIMIT " + limit),
+                                       where.params());
+    Page<Delivery> page;
+    for (int i = 0; i < rows.rows() && page.items.size() < page_size; ++i) {
+        PostgresRow row{rows, i};
+        page.items.push_back(read_delivery(row));
+    }
+    if (static_cast<std::size_t>(rows.rows()) > page_size)
+        page.next = page.items.back().id;
+    return page;
+}
+
+namespace {
+
+/// Puts the deliveries `$1` selects back in the outbox, due at `$2`, pending; `$3` is now.
+std::string requeue_sql(std::string_view selected)
+{
+    return "WITH picked AS (" + std::string(selected) +
+           "), queued AS (INSERT INTO @schema.outbox (delivery_id, hook_id, due_at) SELECT id, hook_id, $2::bigint FROM picked "
+           "ON CONFLICT (delivery_id) DO UPDATE SET due_at = excluded.due_at, lease_owner = NULL, lease_expires = NULL "
+           "RETURNING delivery_id) "
+           "UPDATE @schema.deliveries SET state = 'pending', next_attempt_at = $2, modified = $3 "
+           "WHERE id IN (SELECT delivery_id FROM queued) RETURNING id";
+}
+
+} // namespace
+
+bool PostgresStore::requeue(std::int64_t delivery_id, TimePoint due)
+{
+    const std::string sql = impl_->sql(requeue_sql("SELECT id, hook_id FROM @schema.deliveries WHERE id = $1"));
+    return impl_->query("requeue a delivery", sql, {pg_param(delivery_id), pg_param(due), pg_param(Clock::now())})
+               .rows() > 0;
+}
+
+std::size_t PostgresStore::requeue_failed(std::int64_t hook_id, TimePoint since, TimePoint until, TimePoint due,
+                                          std::size_t limit)
+{
+    const std::string sql = impl_->sql(
+        requeue_sql("SELECT id, hook_id FROM @schema.deliveries WHERE hook_id = $1 AND state = 'failed' "
+                    "AND created BETWEEN $4 AND $5 ORDER BY id LIMIT $6"));
+    return static_cast<std::size_t>(impl_
+                                        ->query("requeue failed deliveries", sql,
+                                                {pg_param(hook_id), pg_param(due), pg_param(Clock::now()),
+                                                 pg_param(since), pg_param(until), limit_param(limit)})
+                                        .rows());
+}
+
+// --- the outbox --------------------------------------------------------------------------------
+
+std::vector<ClaimedDelivery> PostgresStore::claim_due(const ClaimRequest& request)
+{
+    if (request.limit == 0)
+        return {};
+    std::map<std::int64_t, std::size_t> own_limits;
+    for (const HookClaimLimit& entry : request.hook_limits)
+        own_limits[entry.hook_id] = entry.limit;
+    auto limit_of = [&](std::int64_t hook_id) {
+        auto found = own_limits.find(hook_id);
+        return found == own_limits.end() ? request.per_hook_limit : found->second;
+    };
+    const std::optional<std::string> now = pg_param(request.now);
+
+    // The inbox first, then each active hook with claimable rows and its oldest one's due time:
+    // a seek per hook with rows, whatever its backlog.
+    const std::string walk_sql = impl_->sql(
+        std::string(queued_hooks) +
+        "SELECT q.hook_id, f.due_at, h.owner, h.target_url FROM queued q JOIN @schema.hooks h ON h.id = q.hook_id "
+        "AND h.is_active CROSS JOIN LATERAL (SELECT o.due_at FROM @schema.outbox o WHERE o.hook_id = q.hook_id AND " +
+        std::string(claimable) + " ORDER BY o.due_at LIMIT 1) f");
+    PostgresBatch walk;
+    walk.add(impl_->sql(fan_out_inbox), {std::to_string(inbox_batch)});
+    walk.add(walk_sql, {now});
+    std::vector<Candidate> candidates;
+    {
+        std::vector<PostgresResult> results = impl_->run("find the hooks with due deliveries", walk);
+        const PostgresResult& rows = results[1];
+        for (int i = 0; i < rows.rows(); ++i) {
+            PostgresRow row{rows, i};
+            Candidate candidate;
+            candidate.hook_id = row.int64();
+            candidate.first_due = row.int64();
+            candidate.owner = row.text();
+            candidate.origin = target_origin(row.text());
+            candidate.limit = limit_of(candidate.hook_id);
+            if (candidate.limit > 0)
+                candidates.push_back(std::move(candidate));
+        }
+    }
+    if (candidates.empty())
+        return {};
+    // The hooks waiting longest go first; each takes an equal share (at least `min_share`), then
+    // those that had more rows take the room left.
+    std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+        return std::tie(a.first_due, a.hook_id) < std::tie(b.first_due, b.hook_id);
+    });
+
+    const std::string lease_sql = impl_->sql(
+        "WITH wanted AS (SELECT * FROM unnest($2::bigint[], $3::bigint[]) AS w (hook_id, n)), "
+        "picked AS (SELECT p.delivery_id FROM wanted w CROSS JOIN LATERAL (SELECT o.delivery_id FROM @schema.outbox o "
+        " WHERE o.hook_id = w.hook_id AND " +
+        std::string(claimable) +
+        " ORDER BY o.due_at LIMIT w.n FOR UPDATE SKIP LOCKED) p), "
+        "leased AS (UPDATE @schema.outbox o SET lease_owner = $4, lease_expires = $5 FROM picked "
+        " WHERE o.delivery_id = picked.delivery_id RETURNING o.delivery_id, o.hook_id, o.due_at) "
+        "SELECT l.delivery_id, l.hook_id, l.due_at, e.uuid, e.event_type, e.body, d.attempt_count, d.created "
+        "FROM leased l JOIN @schema.deliveries d ON d.id = l.delivery_id JOIN @schema.events e ON e.id = d.event_id");
+    const std::string hooks_sql =
+        impl_->sql("SELECT " + std::string(hook_columns) + " FROM @schema.hooks h WHERE h.id = ANY($1)");
+    const std::optional<std::string> expires = pg_param(request.now + request.lease);
+
+    GroupRoom room(request);
+    std::size_t claimed_count = 0;
+    std::vector<std::pair<std::int64_t, ClaimedDelivery>> claimed; // due_at, delivery
+    std::map<std::int64_t, std::optional<Hook>> hooks;
+    std::map<std::int64_t, std::string> unreadable;
+    // Leases what `asks` says of each candidate in one round trip; updates what each took.
+    auto lease = [&](const std::vector<std::pair<Candidate*, std::size_t>>& asks) {
+        std::vector<std::int64_t> ids;
+        std::vector<std::int64_t> counts;
+        std::vector<std::int64_t> new_hooks;
+        for (const auto& [candidate, n] : asks) {
+            ids.push_back(candidate->hook_id);
+            counts.push_back(static_cast<std::int64_t>(n));
+            if (!hooks.contains(candidate->hook_id))
+                new_hooks.push_back(candidate->hook_id);
+        }
+        PostgresBatch batch;
+        batch.add(lease_sql, {now, pg_array(ids), pg_array(counts), request.worker, expires});
+        if (!new_hooks.empty())
+            batch.add(hooks_sql, {pg_array(new_hooks)});
+        std::vector<PostgresResult> results = impl_->run("claim due deliveries", batch);
+        if (!new_hooks.empty()) {
+            for (std::int64_t id : new_hooks)
+                hooks[id] = std::nullopt;
+            for (int i = 0; i < results[1].rows(); ++i) {
+                PostgresRow row{results[1], i};
+                const std::int64_t id = PostgresRow{results[1], i}.int64();
+                try {
+                    hooks[id] = read_hook(row, impl_->box(), request.now);
+                } catch (const StoreError& e) { // The row's content, not the machine, is at fault.
+                    unreadable[id] = e.what();
+                }
+            }
+        }
+        std::map<std::int64_t, std::size_t> got;
+        const PostgresResult& rows = results[0];
+        for (int i = 0; i < rows.rows(); ++i) {
+            PostgresRow row{rows, i};
+            ClaimedDelivery delivery;
+            delivery.delivery_id = row.int64();
+            const std::int64_t hook_id = row.int64();
+            const std::int64_t due_at = row.int64();
+            delivery.event_uuid = row.text();
+            delivery.event_type = row.text();
+            delivery.body = row.text();
+            delivery.attempt_count = row.count();
+            delivery.created = row.time();
+            delivery.hook.id = hook_id;
+            ++got[hook_id];
+            claimed.emplace_back(due_at, std::move(delivery));
+        }
+        for (const auto& [candidate, n] : asks) {
+            const std::size_t took = got[candidate->hook_id];
+            candidate->taken += took;
+            candidate->exhausted = took < n;
+            room.took(*candidate, took);
+            claimed_count += took;
+        }
+    };
+
+    // First turns: an equal share each, within its own, its owner's and its origin's limits,
+    // for as many as the room asked for allows. Then, with what they actually gave known, the
+    // hooks left out take their turns (rows asked of a hook with fewer did not use its owner's
+    // room), and the room left goes to the hooks that gave all they were asked, waiting longest
+    // first.
+    const std::size_t share = std::max({std::size_t{1}, request.min_share, request.limit / candidates.size()});
+    for (int round = 0; round < 2 && claimed_count < request.limit; ++round) {
+        GroupRoom asked = room;
+        std::size_t asking = claimed_count;
+        std::vector<std::pair<Candidate*, std::size_t>> asks;
+        auto ask = [&](Candidate& candidate, std::size_t most) {
+            const std::size_t n = std::min({most, request.limit - asking, asked.left(candidate)});
+            if (n == 0)
+                return;
+            candidate.asked = true;
+            asked.took(candidate, n);
+            asking += n;
+            asks.emplace_back(&candidate, n);
+        };
+        for (Candidate& candidate : candidates)
+            if (!candidate.asked && asking < request.limit)
+                ask(candidate, std::min(candidate.limit, share));
+        if (round == 1)
+            for (Candidate& candidate : candidates)
+                if (candidate.taken > 0 && !candidate.exhausted && candidate.taken < candidate.limit &&
+                    asking < request.limit && std::none_of(asks.begin(), asks.end(), [&](const auto& a) {
+                        return a.first == &candidate;
+                    }))
+                    ask(candidate, candidate.limit - candidate.taken);
+        if (asks.empty())
+            break;
+        lease(asks);
+    }
+
+    // A hook that cannot be read (a damaged secret or setting) cannot be sent, but must not stop
+    // every other hook's deliveries: it is deactivated with the reason, and its rows wait in the
+    // outbox, unleased, until it is mended and active again.
+    std::vector<std::int64_t> released;
+    std::vector<ClaimedDelivery> deliveries;
+    std::stable_sort(claimed.begin(), claimed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [due_at, delivery] : claimed) {
+        auto hook = hooks.find(delivery.hook.id);
+        if (hook == hooks.end() || !hook->second) {
+            released.push_back(delivery.delivery_id);
+            continue;
+        }
+        delivery.hook = *hook->second;
+        deliveries.push_back(std::move(delivery));
+    }
+    if (!released.empty()) {
+        release_leases(request.worker, released);
+        for (const auto& [hook_id, reason] : unreadable)
+            deactivate_hook(hook_id, "Its stored settings cannot be read: " + reason);
+    }
+    return deliveries;
+}
+
+void PostgresStore::renew_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids,
+                                 TimePoint until)
+{
+    if (delivery_ids.empty())
+        return;
+    impl_->query("renew leases",
+                 impl_->sql("UPDATE @schema.outbox SET lease_expires = $1 WHERE delivery_id = ANY($2) "
+                            "AND lease_owner = $3"),
+                 {pg_param(until), pg_array(delivery_ids), worker});
+}
+
+void PostgresStore::release_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids)
+{
+    if (delivery_ids.empty())
+        return;
+    impl_->query("release leases",
+                 impl_->sql("UPDATE @schema.outbox SET lease_owner = NULL, lease_expires = NULL "
+                            "WHERE delivery_id = ANY($1) AND lease_owner = $2"),
+                 {pg_array(delivery_ids), worker});
+}
+
+void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
+{
+    if (records.empty())
+        return;
+    // Statements per record, all in one transaction and one round trip. `$1` is the delivery,
+    // `$2` the worker. A retry or failed verdict applies when the worker holds the lease or
+    // nobody does; from a worker that lost its lease it records the attempt only.
+    const std::string lease_holds =
+        "EXISTS (SELECT 1 FROM @schema.outbox o WHERE o.delivery_id = $1 AND (o.lease_owner IS NULL OR o.lease_owner = $2))";
+    const std::string insert_attempt = impl_->sql(
+        "INSERT INTO @schema.attempts (delivery_id, number, started_at, duration_us, response_status, response_body, "
+        "failure, error, \"trigger\") SELECT $1::bigint, $2::integer, $3::bigint, $4::bigint, $5::integer, $6, $7, $8, $9 "
+        "WHERE EXISTS (SELECT 1 FROM @schema.deliveries WHERE id = $1)");
+    const std::string prune_attempts = impl_->sql(
+        "DELETE FROM @schema.attempts WHERE id IN (SELECT id FROM @schema.attempts WHERE delivery_id = $1 "
+        "ORDER BY id DESC OFFSET $2)");
+    // `$3` the state, then the attempt; GREATEST: a late report of an earlier attempt must not
+    // make the count go back.
+    const std::string update_delivery_sql =
+        "UPDATE @schema.deliveries SET state = $3, attempt_count = GREATEST(attempt_count, $4), "
+        "response_status = $5, response_body = $6, response_time_us = $7, last_failure = $8, last_error = $9, "
+        "next_attempt_at = $10, modified = $11 WHERE id = $1 AND ($2::text IS NULL OR ";
+    const std::string delivered = impl_->sql(update_delivery_sql + "true)");
+    const std::string decided = impl_->sql(update_delivery_sql + lease_holds + ")");
+    const std::string remove_delivered = impl_->sql("DELETE FROM @schema.outbox WHERE delivery_id = $1");
+    const std::string remove_failed = impl_->sql(
+        "DELETE FROM @schema.outbox WHERE delivery_id = $1 AND (lease_owner IS NULL OR lease_owner = $2)");
+    const std::string reschedule = impl_->sql(
+        "UPDATE @schema.outbox SET due_at = $3, lease_owner = NULL, lease_expires = NULL "
+        "WHERE delivery_id = $1 AND (lease_owner IS NULL OR lease_owner = $2)");
+    // A success of a healthy hook changes nothing: its row is left unwritten.
+    const std::string health = impl_->sql(
+        "UPDATE @schema.hooks SET "
+        "failing_since = CASE WHEN $2 THEN COALESCE(failing_since, $3) ELSE NULL END, "
+        "failed_attempts = CASE WHEN $2 THEN failed_attempts + 1 ELSE 0 END "
+        "WHERE ($2 OR failing_since IS NOT NULL OR failed_attempts <> 0) AND id = "
+        "COALESCE($1, (SELECT hook_id FROM @schema.deliveries WHERE id = $4)) "
+        "AND EXISTS (SELECT 1 FROM @schema.deliveries WHERE id = $4)");
+
+    // Rows locked in one order (deliveries by id, then hooks by id), so that two processes
+    // recording together never wait on each other in a cycle.
+    std::vector<const AttemptRecord*> ordered;
+    for (const AttemptRecord& record : records)
+        ordered.push_back(&record);
+    std::stable_sort(ordered.begin(), ordered.end(),
+                     [](const AttemptRecord* a, const AttemptRecord* b) { return a->delivery_id < b->delivery_id; });
+    const std::optional<std::string> now = pg_param(Clock::now());
+    const std::size_t body_limit = impl_->options_.response_body_limit;
+    PostgresBatch batch;
+    for (const AttemptRecord* record : ordered) {
+        const Attempt& attempt = record->attempt;
+        const std::optional<std::string> id = pg_param(record->delivery_id);
+        const std::string body{capped(attempt.response_body, body_limit)};
+        batch.add(insert_attempt, {id, std::to_string(attempt.number), pg_param(attempt.started_at),
+                                   std::to_string(attempt.duration.count()), std::to_string(attempt.response_status),
+                                   body, std::string(to_string(attempt.failure)), attempt.error,
+                                   std::string(to_string(attempt.trigger))});
+        if (attempt.number > impl_->options_.max_attempts_kept)
+            batch.add(prune_attempts, {id, limit_param(impl_->options_.max_attempts_kept)});
+        auto update = [&](const std::string& sql, DeliveryState state, std::optional<TimePoint> next,
+                          std::optional<std::string> worker) {
+            batch.add(sql, {id, std::move(worker), std::string(to_string(state)), std::to_string(attempt.number),
+                            std::to_string(attempt.response_status), body, std::to_string(attempt.duration.count()),
+                            std::string(to_string(attempt.failure)), attempt.error, pg_param(next), now});
+        };
+        switch (record->verdict) {
+        case AttemptVerdict::delivered:
+            // A success counts even when the lease was lost meanwhile: the receiver has the event.
+            update(delivered, DeliveryState::delivered, std::nullopt, std::nullopt);
+            batch.add(remove_delivered, {id});
+            break;
+        case AttemptVerdict::retry: {
+            const TimePoint due = record->next_attempt_at.value_or(Clock::now());
+            update(decided, DeliveryState::pending, due, record->worker);
+            batch.add(reschedule, {id, record->worker, pg_param(due)});
+            break;
+        }
+        case AttemptVerdict::failed:
+            update(decided, DeliveryState::failed, std::nullopt, record->worker);
+            batch.add(remove_failed, {id, record->worker});
+            break;
+        }
+    }
+    std::vector<const AttemptRecord*> by_hook = ordered;
+    std::stable_sort(by_hook.begin(), by_hook.end(),
+                     [](const AttemptRecord* a, const AttemptRecord* b) { return a->hook_id < b->hook_id; });
+    for (const AttemptRecord* record : by_hook)
+        batch.add(health, {record->hook_id != 0 ? pg_param(record->hook_id) : std::nullopt,
+                           pg_param(!record->attempt.succeeded()), pg_param(record->attempt.started_at),
+                           pg_param(record->delivery_id)});
+    impl_->run("record attempts", batch);
+}
+
+std::optional<TimePoint> PostgresStore::next_due()
+{
+    // Events waiting in the inbox are due now; then each active hook's first unleased row (rows
+    // of inactive hooks are never claimed, so they must not wake anyone), and the leased rows,
+    // the ones in flight, by when their lease runs out.
+    const std::string sql = impl_->sql(
+        std::string(queued_hooks) +
+        "SELECT LEAST("
+        " (SELECT $1::bigint WHERE EXISTS (SELECT 1 FROM @schema.event_inbox)),"
+        " (SELECT min((SELECT o.due_at FROM @schema.outbox o WHERE o.hook_id = q.hook_id AND o.lease_expires IS NULL"
+        "   ORDER BY o.due_at LIMIT 1)) FROM queued q JOIN @schema.hooks h ON h.id = q.hook_id WHERE h.is_active),"
+        " (SELECT min(GREATEST(due_at, lease_expires)) FROM @schema.outbox WHERE lease_expires IS NOT NULL))");
+    PostgresResult next = impl_->query("find the next due delivery", sql, {pg_param(Clock::now())});
+    if (next.is_null(0, 0))
+        return std::nullopt;
+    return from_micros(next.integer(0, 0));
+}
+
+Page<OutboxEntry> PostgresStore::list_outbox(const OutboxQuery& query)
+{
+    PostgresConditions where;
+    where.add("o.delivery_id > $?", pg_param(query.after));
+    if (query.owner && !query.owner->empty())
+        where.add("h.owner = $?", *query.owner);
+    const std::size_t page_size = std::clamp<std::size_t>(query.limit, 1, max_page_size);
+    const std::string limit = where.next(std::to_string(page_size + 1));
+    PostgresResult rows = impl_->query(
+        "list the outbox", impl_->sql("SELECT " + std::string(outbox_entry_columns) + " FROM " +
+                                      std::string(pg_delivery_tables) + " JOIN @schema.outbox o ON o.delivery_id = d.id WHERE " +
+                                      where.sql() + " ORDER BY o.delivery_id LIMIT " + limit),
+        where.params());
+    Page<OutboxEntry> page;
+    for (int i = 0; i < rows.rows() && page.items.size() < page_size; ++i) {
+        PostgresRow row{rows, i};
+        page.items.push_back(read_outbox_entry(row));
+    }
+    if (static_cast<std::size_t>(rows.rows()) > page_size)
+        page.next = page.items.back().delivery_id;
+    return page;
+}
+
+} // namespace whisperer
