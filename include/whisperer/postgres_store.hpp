@@ -1,11 +1,15 @@
 #ifndef WHISPERER_POSTGRES_STORE_HPP
 #define WHISPERER_POSTGRES_STORE_HPP
 
+#include <whisperer/dispatcher_options.hpp>
 #include <whisperer/master_key.hpp>
 #include <whisperer/subscription_store.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -113,7 +117,35 @@ public:
     struct Impl;
 
 private:
+    friend class PostgresDueListener;
     std::unique_ptr<Impl> impl_;
+};
+
+/// Calls `on_due` within milliseconds of any process, on any machine, committing new outbox
+/// rows or events by SQL `deliver_event` in `store`'s schema: a connection of its own LISTENs on
+/// the channel `<schema>.due`, which the schema's triggers notify at most once per transaction.
+/// Pass `[&] { dispatcher.wake(); }` so that idle dispatchers claim at once instead of at their
+/// next poll (`DispatcherOptions::idle_poll`, which stays the fallback).
+///
+/// Runs on `executor` without blocking it (libpq's non-blocking calls, the socket on Asio). A
+/// lost connection is made again with backoff, and `on_due` is called once it is back, since
+/// notifications sent meanwhile were lost. A transaction-mode pooler (PgBouncer's `transaction`
+/// mode) cannot carry LISTEN: behind one, do not create a listener and lower `idle_poll`.
+class PostgresDueListener {
+public:
+    PostgresDueListener(boost::asio::any_io_executor executor, const PostgresStore& store, std::function<void()> on_due,
+                        LogHandler log = {});
+    /// Stops listening; no `on_due` starts after it returns.
+    ~PostgresDueListener();
+    PostgresDueListener(const PostgresDueListener&) = delete;
+    PostgresDueListener& operator=(const PostgresDueListener&) = delete;
+
+    /// Whether the connection is up and listening.
+    bool listening() const noexcept;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
 };
 
 } // namespace whisperer

@@ -69,7 +69,7 @@ bool is_unique_violation(const StoreError& error, std::string_view name)
 // --- opening ------------------------------------------------------------------------------------
 
 PostgresStore::Impl::Impl(const std::string& conninfo, PostgresOptions options)
-    : redacted_(redact_postgres_conninfo(conninfo)), schema_(options.schema),
+    : conninfo_(conninfo), redacted_(redact_postgres_conninfo(conninfo)), schema_(options.schema),
       quoted_schema_(quote_postgres_identifier(options.schema)), options_(std::move(options)),
       pool_(conninfo, std::max<std::size_t>(options_.connections, 1))
 {

@@ -42,6 +42,7 @@ struct PostgresStore::Impl {
     /// The active hooks of `event_type`, from the cache when the hook generation has not moved.
     std::vector<detail::Subscriber> subscribers(const std::string& event_type);
 
+    std::string conninfo_; ///< With its password: for the store's own connections only.
     std::string redacted_;
     std::string schema_;
     std::string quoted_schema_;

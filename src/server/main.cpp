@@ -1,5 +1,5 @@
-// whisperer-server: serves the hooks REST API and the publish route on a SQLite file and
-// delivers what is published. See `whisperer-server --help`.
+// whisperer-server: serves the hooks REST API and the publish route on a SQLite file or a
+// PostgreSQL database and delivers what is published. See `whisperer-server --help`.
 
 #include "options.hpp"
 #include "token_commands.hpp"
@@ -12,6 +12,9 @@
 #include <whisperer/master_key.hpp>
 #include <whisperer/registry.hpp>
 #include <whisperer/sqlite_store.hpp>
+#ifdef WHISPERER_SERVER_POSTGRES
+#include <whisperer/postgres_store.hpp>
+#endif
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -62,8 +65,43 @@ SqliteOptions store_options(const std::string& secret_key_file)
     return options;
 }
 
+/// True when `db` names a PostgreSQL database (a `postgresql://` or `postgres://` URI).
+bool is_postgres(const std::string& db)
+{
+    return db.starts_with("postgresql://") || db.starts_with("postgres://");
+}
+
+/// Connections to PostgreSQL: the dispatcher's store threads, and the API's and the publish
+/// route's calls from the server's threads.
+constexpr std::size_t postgres_store_threads = 4;
+
+/// The store `db` names: a PostgreSQL database for a URI, else a SQLite file. `described` is
+/// set to what log lines may show of it (no password).
+std::unique_ptr<SubscriptionStore> open_store(const std::string& db, const std::string& secret_key_file,
+                                              unsigned threads, std::string& described)
+{
+    if (is_postgres(db)) {
+#ifdef WHISPERER_SERVER_POSTGRES
+        PostgresOptions options;
+        if (!secret_key_file.empty())
+            options.master_key = MasterKey::from_file(secret_key_file);
+        options.connections = postgres_store_threads + threads;
+        auto store = std::make_unique<PostgresStore>(db, std::move(options));
+        described = store->redacted_conninfo();
+        return store;
+#else
+        (void)threads;
+        throw std::runtime_error("this whisperer-server was built without PostgreSQL (WHISPERER_WITH_POSTGRES)");
+#endif
+    }
+    described = db;
+    return std::make_unique<SqliteStore>(db, store_options(secret_key_file));
+}
+
 int rekey(const server::RekeyOptions& options)
 {
+    if (is_postgres(options.db))
+        throw std::runtime_error("rekey: only SQLite databases can be re-keyed by this version");
     // Opening creates what is missing: a database or a current key that is not there is a typo.
     for (const std::string* path : {&options.db, &options.secret_key_file})
         if (!std::filesystem::exists(*path))
@@ -112,13 +150,24 @@ int serve(const server::ServeOptions& options)
     Registry registry;
     for (const std::string& type : options.event_types)
         registry.register_json_event(type);
-    SqliteStore store(options.db, store_options(options.secret_key_file));
+    std::string database;
+    std::unique_ptr<SubscriptionStore> opened = open_store(options.db, options.secret_key_file, options.threads, database);
+    SubscriptionStore& store = *opened;
 
     asio::io_context ioc;
     DispatcherOptions dispatcher_options;
     dispatcher_options.address_filter = options.address_policy.as_filter();
     dispatcher_options.log = log;
+    if (is_postgres(options.db))
+        dispatcher_options.store_threads = postgres_store_threads;
     Dispatcher dispatcher(ioc.get_executor(), registry, store, dispatcher_options);
+#ifdef WHISPERER_SERVER_POSTGRES
+    // Other processes' commits wake this one's dispatcher at once; polling stays the fallback.
+    std::unique_ptr<PostgresDueListener> due_listener;
+    if (auto* postgres = dynamic_cast<PostgresStore*>(&store))
+        due_listener = std::make_unique<PostgresDueListener>(
+            ioc.get_executor(), *postgres, [&dispatcher] { dispatcher.wake(); }, log);
+#endif
 
     http::TokenAuthenticator authenticator(store);
     http::RouterOptions router_options;
@@ -147,7 +196,7 @@ int serve(const server::ServeOptions& options)
         types += (types.empty() ? "" : ", ") + type;
     log(LogLevel::info, std::string("whisperer-server listening on ") + (server_options.tls ? "https" : "http") +
                             "://" + host + ":" + std::to_string(endpoint.port()) + options.prefix + " (database " +
-                            options.db +
+                            database +
                             (options.secret_key_file.empty() ? "" : ", secrets encrypted") +
                             ", event types: " + (types.empty() ? "none" : types) + ", at most " +
                             std::to_string(server_options.max_connections) + " connections, " +
@@ -158,6 +207,9 @@ int serve(const server::ServeOptions& options)
     // The dispatcher's stop blocks until deliveries in flight are recorded, so it runs here and
     // not on the executor's threads.
     server.stop();
+#ifdef WHISPERER_SERVER_POSTGRES
+    due_listener.reset();
+#endif
     dispatcher.stop();
     work.reset();
     ioc.stop();
@@ -176,8 +228,9 @@ int main(int argc, char** argv)
         switch (command.kind) {
         case server::Command::Kind::help: std::cout << server::usage(); return 0;
         case server::Command::Kind::token: {
-            SqliteStore store(command.token.db, store_options(command.token.secret_key_file));
-            return server::run_token_command(command.token, store, std::cout, std::cerr);
+            std::string database;
+            auto store = open_store(command.token.db, command.token.secret_key_file, 1, database);
+            return server::run_token_command(command.token, *store, std::cout, std::cerr);
         }
         case server::Command::Kind::rekey: return rekey(command.rekey);
         case server::Command::Kind::serve: return serve(command.serve);

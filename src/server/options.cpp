@@ -218,10 +218,14 @@ std::string usage()
   whisperer-server token revoke --db PATH ID [--secret-key-file PATH]
   whisperer-server rekey --db PATH --secret-key-file OLD --new-key-file NEW
 
-Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database and delivers
-the published events to the subscribed hooks.
+Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database or a
+PostgreSQL one and delivers the published events to the subscribed hooks. Several servers on one
+PostgreSQL database share its outbox: each event is delivered by one of them.
 
-  --db PATH             SQLite database file (created when missing; default whisperer.db)
+  --db PATH|URI         SQLite database file (created when missing; default whisperer.db), or
+                        a PostgreSQL URI, postgresql://USER@HOST:PORT/DB (schema "whisperer",
+                        created when missing); give the password through PGPASSWORD or
+                        ~/.pgpass rather than in the URI, which other users may see in ps
   --listen HOST:PORT    address to listen on (default 127.0.0.1:8000)
   --prefix PATH         where the API is mounted (default /whisperer/)
   --event-type NAME     register a JSON event type; repeat for several
