@@ -6,6 +6,7 @@
 #include <whisperer/subscription_store.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/json/value.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -13,6 +14,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+
+struct pg_conn; // libpq's PGconn
 
 namespace whisperer {
 
@@ -147,6 +150,19 @@ private:
     struct State;
     std::unique_ptr<State> state_;
 };
+
+/// Enqueues an event of `event_type` with `data` on the host's own libpq connection `conn`,
+/// inside the transaction the host has open there: the event commits or rolls back with the
+/// host's own writes (the transactional outbox), and dispatchers on `schema` pick it up at the
+/// commit. Returns the event's uuid; with an `idempotency_key` used before, the first event's.
+///
+/// Calls the SQL function `<schema>.deliver_event`, which any other client may call too; the
+/// body sent is byte-identical to what `Dispatcher::deliver_data` builds for the same data with
+/// `DataKey::data` (an event type's `customize_payload` is not applied). Blocks on `conn` for one
+/// round trip. Throws `StoreError` with the server's message when the call fails, which leaves
+/// the host's transaction failed: the host rolls it back.
+std::string deliver_event_in_transaction(pg_conn* conn, std::string_view event_type, const boost::json::value& data,
+                                         std::string_view idempotency_key = {}, std::string_view schema = "whisperer");
 
 } // namespace whisperer
 

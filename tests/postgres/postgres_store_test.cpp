@@ -3,6 +3,7 @@
 // restart under the store, and a dispatcher woken by another process's commit.
 
 #include <whisperer/dispatcher.hpp>
+#include <whisperer/envelope.hpp>
 #include <whisperer/error.hpp>
 #include <whisperer/postgres_store.hpp>
 #include <whisperer/registry.hpp>
@@ -17,6 +18,8 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <set>
@@ -359,4 +362,29 @@ TEST_CASE("a dispatcher on PostgreSQL is woken by another process's commit and d
     REQUIRE(requests.size() == 2);
     CHECK(requests[0].body.find(R"("data":{"n": 1})") != std::string::npos);
     CHECK(requests[1].header("webhook-id") == result.event_uuid);
+}
+
+TEST_CASE("deliver_event_in_transaction enqueues on the host's connection with the C++ envelope's bytes",
+          "[postgres][store]")
+{
+    Schema schema;
+    PostgresStore store{schema.uri, schema.options()};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    detail::PostgresConnection host{schema.uri};
+    auto session = host.session();
+    const boost::json::value data = boost::json::parse(R"({"order":{"id":7,"lines":[1,2]},"note":"x\"y"})");
+
+    session.query("BEGIN");
+    deliver_event_in_transaction(host.get(), "package-created", data, {}, schema.name);
+    session.query("ROLLBACK");
+    CHECK(store.claim_due(claim_by("w", Clock::now() + 1s)).empty());
+
+    session.query("BEGIN");
+    const std::string uuid = deliver_event_in_transaction(host.get(), "package-created", data, "key-1", schema.name);
+    session.query("COMMIT");
+    const auto claimed = store.claim_due(claim_by("w", Clock::now() + 1s));
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].body == boost::json::serialize(make_envelope("package-created", uuid, data, DataKey::data)));
+    CHECK(deliver_event_in_transaction(host.get(), "package-created", data, "key-1", schema.name) == uuid);
+    CHECK_THROWS_AS(deliver_event_in_transaction(host.get(), "package-created", data, {}, "no_such_schema"), StoreError);
 }
