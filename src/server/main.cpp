@@ -78,7 +78,7 @@ constexpr std::size_t postgres_store_threads = 4;
 /// The store `db` names: a PostgreSQL database for a URI, else a SQLite file. `described` is
 /// set to what log lines may show of it (no password).
 std::unique_ptr<SubscriptionStore> open_store(const std::string& db, const std::string& secret_key_file,
-                                              unsigned threads, std::string& described)
+                                              const std::string& schema, unsigned threads, std::string& described)
 {
     if (is_postgres(db)) {
 #ifdef WHISPERER_SERVER_POSTGRES
@@ -86,11 +86,13 @@ std::unique_ptr<SubscriptionStore> open_store(const std::string& db, const std::
         if (!secret_key_file.empty())
             options.master_key = MasterKey::from_file(secret_key_file);
         options.connections = postgres_store_threads + threads;
+        options.schema = schema;
         auto store = std::make_unique<PostgresStore>(db, std::move(options));
         described = store->redacted_conninfo();
         return store;
 #else
         (void)threads;
+        (void)schema;
         throw std::runtime_error("this whisperer-server was built without PostgreSQL (WHISPERER_WITH_POSTGRES)");
 #endif
     }
@@ -151,20 +153,23 @@ int serve(const server::ServeOptions& options)
     for (const std::string& type : options.event_types)
         registry.register_json_event(type);
     std::string database;
-    std::unique_ptr<SubscriptionStore> opened = open_store(options.db, options.secret_key_file, options.threads, database);
+    std::unique_ptr<SubscriptionStore> opened = open_store(options.db, options.secret_key_file, options.schema, options.threads, database);
     SubscriptionStore& store = *opened;
 
     asio::io_context ioc;
     DispatcherOptions dispatcher_options;
     dispatcher_options.address_filter = options.address_policy.as_filter();
     dispatcher_options.log = log;
-    if (is_postgres(options.db))
+    if (is_postgres(options.db)) {
         dispatcher_options.store_threads = postgres_store_threads;
+        if (!options.listen_notifications)
+            dispatcher_options.idle_poll = std::chrono::milliseconds(250);
+    }
     Dispatcher dispatcher(ioc.get_executor(), registry, store, dispatcher_options);
 #ifdef WHISPERER_SERVER_POSTGRES
     // Other processes' commits wake this one's dispatcher at once; polling stays the fallback.
     std::unique_ptr<PostgresDueListener> due_listener;
-    if (auto* postgres = dynamic_cast<PostgresStore*>(&store))
+    if (auto* postgres = dynamic_cast<PostgresStore*>(&store); postgres && options.listen_notifications)
         due_listener = std::make_unique<PostgresDueListener>(
             ioc.get_executor(), *postgres, [&dispatcher] { dispatcher.wake(); }, log);
 #endif
@@ -229,7 +234,7 @@ int main(int argc, char** argv)
         case server::Command::Kind::help: std::cout << server::usage(); return 0;
         case server::Command::Kind::token: {
             std::string database;
-            auto store = open_store(command.token.db, command.token.secret_key_file, 1, database);
+            auto store = open_store(command.token.db, command.token.secret_key_file, command.token.schema, 1, database);
             return server::run_token_command(command.token, *store, std::cout, std::cerr);
         }
         case server::Command::Kind::rekey: return rekey(command.rekey);

@@ -91,6 +91,8 @@ TokenOptions parse_token(Arguments& args)
         std::string_view arg = args.take();
         if (arg == "--db")
             token.db = args.value_of(arg);
+        else if (arg == "--schema")
+            token.schema = args.value_of(arg);
         else if (arg == "--secret-key-file")
             token.secret_key_file = args.value_of(arg);
         else if (create && arg == "--owner")
@@ -164,6 +166,10 @@ Command parse_command_line(int argc, const char* const* argv)
         }
         if (arg == "--db") {
             serve.db = args.value_of(arg);
+        } else if (arg == "--schema") {
+            serve.schema = args.value_of(arg);
+        } else if (arg == "--no-listen") {
+            serve.listen_notifications = false;
         } else if (arg == "--listen") {
             serve.listen = parse_endpoint(args.value_of(arg));
         } else if (arg == "--prefix") {
@@ -211,11 +217,11 @@ std::string usage()
   whisperer-server [--db PATH] [--listen HOST:PORT] [--prefix PATH] [--event-type NAME]...
                    [--allow-private CIDR]... [--threads N] [--secret-key-file PATH]
                    [--tls-cert PATH --tls-key PATH] [--max-connections N]
-                   [--max-connections-per-client N]
+                   [--max-connections-per-client N] [--schema NAME] [--no-listen]
   whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]
-                                [--expires-in DURATION] [--secret-key-file PATH]
-  whisperer-server token list --db PATH [--secret-key-file PATH]
-  whisperer-server token revoke --db PATH ID [--secret-key-file PATH]
+                                [--expires-in DURATION] [--secret-key-file PATH] [--schema NAME]
+  whisperer-server token list --db PATH [--secret-key-file PATH] [--schema NAME]
+  whisperer-server token revoke --db PATH ID [--secret-key-file PATH] [--schema NAME]
   whisperer-server rekey --db PATH --secret-key-file OLD --new-key-file NEW
 
 Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database or a
@@ -226,6 +232,9 @@ PostgreSQL database share its outbox: each event is delivered by one of them.
                         a PostgreSQL URI, postgresql://USER@HOST:PORT/DB (schema "whisperer",
                         created when missing); give the password through PGPASSWORD or
                         ~/.pgpass rather than in the URI, which other users may see in ps
+  --schema NAME         PostgreSQL: the schema of whisperer's tables (default whisperer)
+  --no-listen           PostgreSQL: do not LISTEN for other servers' commits (behind a pooler
+                        in transaction mode); poll every 250 ms instead
   --listen HOST:PORT    address to listen on (default 127.0.0.1:8000)
   --prefix PATH         where the API is mounted (default /whisperer/)
   --event-type NAME     register a JSON event type; repeat for several

@@ -29,6 +29,10 @@ struct ServeOptions {
     std::string tls_key_file;
     std::size_t max_connections = 0;            ///< 0: derived from the descriptor limit.
     std::size_t max_connections_per_client = 0; ///< 0: an eighth of `max_connections`.
+    std::string schema = "whisperer"; ///< PostgreSQL: the schema of whisperer's tables.
+    /// PostgreSQL: wake on other processes' commits through LISTEN; off behind a pooler in
+    /// transaction mode, where the dispatcher polls every 250 ms instead.
+    bool listen_notifications = true;
 };
 
 /// `whisperer-server token create --db PATH --owner NAME [--admin] [--publisher]
@@ -42,6 +46,7 @@ struct TokenOptions {
     bool publisher = false;      ///< create
     std::optional<std::chrono::seconds> expires_in; ///< create; never expires when absent
     std::int64_t id = 0;                            ///< revoke
+    std::string schema = "whisperer";               ///< PostgreSQL: the schema of whisperer's tables.
 };
 
 /// `whisperer-server rekey --db PATH --secret-key-file OLD --new-key-file NEW`.
