@@ -3,9 +3,11 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace whisperer {
 
@@ -41,6 +43,16 @@ public:
 private:
     MasterKey() = default;
     std::array<unsigned char, size> bytes_{};
+};
+
+/// What re-sealing a store's credentials under a new master key did (`SqliteStore::rekey`,
+/// `PostgresStore::rekey`).
+struct RekeyResult {
+    std::size_t hooks = 0;  ///< Hooks whose stored credentials were sealed again.
+    std::size_t values = 0; ///< Credentials sealed again (secrets, retired secrets, passwords, header values).
+    /// Hooks with a credential that the old key could not open (damaged, or moved from another
+    /// hook): left as they were, and as unreadable as before.
+    std::vector<std::int64_t> unreadable_hooks;
 };
 
 } // namespace whisperer

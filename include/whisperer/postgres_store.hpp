@@ -72,6 +72,14 @@ public:
     /// The schema's name, as given in the options.
     const std::string& schema() const noexcept;
 
+    /// Seals every stored secret and credential again under `new_key` and makes it the
+    /// schema's key, in one transaction: afterwards only `new_key` opens it (this store goes on
+    /// with it); interrupted, only the old key does. The store must have been opened with the
+    /// current key. Stop every other process using the schema first: one still holding the old
+    /// key fails on the first credential it reads. Throws `StoreError` (nothing changed) when the
+    /// store has no key, `new_key` is the current key, or another process replaced the key.
+    RekeyResult rekey(const MasterKey& new_key);
+
     Hook create_hook(const Hook& hook) override;
     std::optional<Hook> find_hook(std::int64_t id) override;
     Hook update_hook(const Hook& hook) override;

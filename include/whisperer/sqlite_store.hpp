@@ -50,14 +50,8 @@ struct SqliteOptions {
     std::size_t page_size = 1024;
 };
 
-/// What `SqliteStore::rekey` did.
-struct SqliteRekeyResult {
-    std::size_t hooks = 0;  ///< Hooks whose stored credentials were sealed again.
-    std::size_t values = 0; ///< Credentials sealed again (secrets, retired secrets, passwords, header values).
-    /// Hooks with a credential that the old key could not open (damaged, or moved from another
-    /// hook): left as they were, and as unreadable as before.
-    std::vector<std::int64_t> unreadable_hooks;
-};
+/// What `SqliteStore::rekey` did (the same as `RekeyResult`, its older name).
+using SqliteRekeyResult = RekeyResult;
 
 /// The default store: one SQLite file in WAL mode (or `":memory:"` for tests).
 ///

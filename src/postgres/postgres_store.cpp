@@ -141,27 +141,79 @@ void PostgresStore::Impl::check_master_key()
         if (check.rows() == 0)
             session.query(sql("INSERT INTO @schema.master_key (id, key_check, created, sealing) VALUES (1, $1, $2, 2)"),
                           {box_->key_check(), pg_param(Clock::now())});
-        PostgresResult hooks = session.query(sql("SELECT " + std::string(hook_columns) + " FROM @schema.hooks h"));
-        for (int i = 0; i < hooks.rows(); ++i) {
-            PostgresRow row{hooks, i};
-            Hook hook = read_stored_hook(row, TimePoint{});
-            bool clear = false;
-            visit_credentials(hook, [&](const std::string&, const auto& value) {
-                clear = clear || (!value.empty() && !SecretBox::is_sealed(std::string_view(value)));
-            });
-            if (!clear)
-                continue;
-            Hook sealed = hook;
-            visit_credentials(sealed, [&](const std::string& field, auto& value) {
-                if (!value.empty() && !SecretBox::is_sealed(std::string_view(value)))
-                    value = box_->seal(std::string_view(value), credential_binding(sealed.id, field));
-            });
-            session.query(sql("UPDATE @schema.hooks SET secret_key = $2, retired_secrets = $3, "
-                              "additional_headers = $4, config = $5, modified = modified WHERE id = $1"),
-                          {pg_param(sealed.id), sealed.secret_key, retired_secrets_text(sealed.retired_secrets),
-                           boost::json::serialize(sealed.additional_headers), boost::json::serialize(sealed.config)});
-        }
+        reseal(session, [&](const std::string& field, std::int64_t hook_id, const std::string& value,
+                            bool&) -> std::optional<std::string> {
+            if (SecretBox::is_sealed(value))
+                return std::nullopt;
+            return box_->seal(value, credential_binding(hook_id, field));
+        });
     });
+}
+
+RekeyResult PostgresStore::Impl::reseal(PostgresSession& session, const Convert& convert)
+{
+    RekeyResult result;
+    PostgresResult hooks = session.query(sql("SELECT " + std::string(hook_columns) + " FROM @schema.hooks h FOR UPDATE"));
+    for (int i = 0; i < hooks.rows(); ++i) {
+        PostgresRow row{hooks, i};
+        Hook hook = read_stored_hook(row, TimePoint{});
+        std::size_t changed = 0;
+        bool unreadable = false;
+        visit_credentials(hook, [&](const std::string& field, auto& value) {
+            if (value.empty())
+                return;
+            if (auto sealed = convert(field, hook.id, std::string(value), unreadable)) {
+                value = *sealed;
+                ++changed;
+            }
+        });
+        if (unreadable)
+            result.unreadable_hooks.push_back(hook.id);
+        if (changed == 0 || unreadable)
+            continue;
+        session.query(sql("UPDATE @schema.hooks SET secret_key = $2, retired_secrets = $3, additional_headers = $4, "
+                          "config = $5 WHERE id = $1"),
+                      {pg_param(hook.id), hook.secret_key, retired_secrets_text(hook.retired_secrets),
+                       boost::json::serialize(hook.additional_headers), boost::json::serialize(hook.config)});
+        ++result.hooks;
+        result.values += changed;
+    }
+    return result;
+}
+
+RekeyResult PostgresStore::rekey(const MasterKey& new_key)
+{
+    Impl& impl = *impl_;
+    if (!impl.box_)
+        throw StoreError("PostgreSQL store: rekey needs the store opened with its current master key");
+    const SecretBox to{new_key};
+    if (to.key_check() == impl.box_->key_check())
+        throw StoreError("PostgreSQL store: the new master key is the current one");
+    auto lease = impl.pool_.acquire(impl.options_.timeout);
+    PostgresSession session{lease.get()};
+    RekeyResult result;
+    session.transaction([&] {
+        session.query(impl.sql("LOCK TABLE @schema.master_key IN EXCLUSIVE MODE"));
+        PostgresResult check = session.query(impl.sql("SELECT key_check FROM @schema.master_key WHERE id = 1"));
+        if (check.rows() != 1 || !constant_time_equal(check.text(0, 0), impl.box_->key_check()))
+            throw StoreError("PostgreSQL store: schema '" + impl.schema_ +
+                             "' is not sealed with this store's key (another process replaced it?); nothing changed");
+        result = impl.reseal(session, [&](const std::string& field, std::int64_t hook_id,
+                                          const std::string& stored, bool& unreadable) -> std::optional<std::string> {
+            const std::string binding = credential_binding(hook_id, field);
+            if (!SecretBox::is_sealed(stored))
+                return to.seal(stored, binding);
+            auto value = impl.box_->open(stored, binding);
+            if (!value) {
+                unreadable = true;
+                return std::nullopt;
+            }
+            return to.seal(*value, binding);
+        });
+        session.query(impl.sql("UPDATE @schema.master_key SET key_check = $1 WHERE id = 1"), {to.key_check()});
+    });
+    impl.box_.emplace(new_key);
+    return result;
 }
 
 std::vector<Subscriber> PostgresStore::Impl::subscribers(const std::string& event_type)

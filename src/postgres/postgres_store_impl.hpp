@@ -11,6 +11,7 @@
 #include "postgres/postgres_pool.hpp"
 #include "postgres/postgres_rows.hpp"
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,14 @@ struct PostgresStore::Impl {
     /// Records the key's check value on its first use, refuses another key's, and seals the
     /// credentials still stored in clear, in one transaction.
     void check_master_key();
+
+    /// Turns a credential as stored into what to store instead (nullopt: leave it), setting
+    /// `unreadable` when it cannot be opened. Arguments: field, hook id, stored text.
+    using Convert =
+        std::function<std::optional<std::string>(const std::string&, std::int64_t, const std::string&, bool&)>;
+    /// Applies `convert` to every credential of every hook, in `session`'s open transaction;
+    /// a hook with an unreadable credential is left as it is and reported.
+    RekeyResult reseal(detail::PostgresSession& session, const Convert& convert);
 
     /// The active hooks of `event_type`, from the cache when the hook generation has not moved.
     std::vector<detail::Subscriber> subscribers(const std::string& event_type);

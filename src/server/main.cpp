@@ -102,18 +102,22 @@ std::unique_ptr<SubscriptionStore> open_store(const std::string& db, const std::
 
 int rekey(const server::RekeyOptions& options)
 {
-    if (is_postgres(options.db))
-        throw std::runtime_error("rekey: only SQLite databases can be re-keyed by this version");
     // Opening creates what is missing: a database or a current key that is not there is a typo.
     for (const std::string* path : {&options.db, &options.secret_key_file})
-        if (!std::filesystem::exists(*path))
+        if ((path != &options.db || !is_postgres(options.db)) && !std::filesystem::exists(*path))
             throw std::runtime_error("rekey: " + *path + " does not exist");
-    SqliteStore store(options.db, store_options(options.secret_key_file));
     const MasterKey new_key = MasterKey::from_file(options.new_key_file);
-    const SqliteRekeyResult result = store.rekey(new_key);
+    RekeyResult result;
+    std::string database;
+    std::unique_ptr<SubscriptionStore> store = open_store(options.db, options.secret_key_file, options.schema, 1, database);
+    if (auto* sqlite = dynamic_cast<SqliteStore*>(store.get()))
+        result = sqlite->rekey(new_key);
+#ifdef WHISPERER_SERVER_POSTGRES
+    else if (auto* postgres = dynamic_cast<PostgresStore*>(store.get()))
+        result = postgres->rekey(new_key);
+#endif
     std::cerr << "Sealed " << result.values << " secrets and credentials of " << result.hooks << " webhooks under "
-              << options.new_key_file << "; " << options.secret_key_file << " no longer opens " << options.db
-              << ".\n";
+              << options.new_key_file << "; " << options.secret_key_file << " no longer opens " << database << ".\n";
     if (!result.unreadable_hooks.empty()) {
         std::cerr << "Left as they were (a credential the old key could not open):";
         for (std::int64_t id : result.unreadable_hooks)

@@ -127,6 +127,8 @@ RekeyOptions parse_rekey(Arguments& args)
         std::string_view arg = args.take();
         if (arg == "--db")
             rekey.db = args.value_of(arg);
+        else if (arg == "--schema")
+            rekey.schema = args.value_of(arg);
         else if (arg == "--secret-key-file")
             rekey.secret_key_file = args.value_of(arg);
         else if (arg == "--new-key-file")
@@ -222,7 +224,7 @@ std::string usage()
                                 [--expires-in DURATION] [--secret-key-file PATH] [--schema NAME]
   whisperer-server token list --db PATH [--secret-key-file PATH] [--schema NAME]
   whisperer-server token revoke --db PATH ID [--secret-key-file PATH] [--schema NAME]
-  whisperer-server rekey --db PATH --secret-key-file OLD --new-key-file NEW
+  whisperer-server rekey --db PATH --secret-key-file OLD --new-key-file NEW [--schema NAME]
 
 Serves the whisperer hooks REST API and POST <prefix>events/ on a SQLite database or a
 PostgreSQL one and delivers the published events to the subscribed hooks. Several servers on one

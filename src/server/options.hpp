@@ -54,6 +54,7 @@ struct RekeyOptions {
     std::string db;
     std::string secret_key_file; ///< The key the database has now; must exist.
     std::string new_key_file;    ///< The key it gets; created (mode 0600) when missing.
+    std::string schema = "whisperer"; ///< PostgreSQL: the schema of whisperer's tables.
 };
 
 /// What the command line asks for.

@@ -7,6 +7,7 @@
 #include <whisperer/error.hpp>
 #include <whisperer/postgres_store.hpp>
 #include <whisperer/registry.hpp>
+#include <whisperer/secret_rotation.hpp>
 
 #include "postgres/postgres_connection.hpp"
 #include "postgres/postgres_schema.hpp"
@@ -387,4 +388,37 @@ TEST_CASE("deliver_event_in_transaction enqueues on the host's connection with t
     CHECK(claimed[0].body == boost::json::serialize(make_envelope("package-created", uuid, data, DataKey::data)));
     CHECK(deliver_event_in_transaction(host.get(), "package-created", data, "key-1", schema.name) == uuid);
     CHECK_THROWS_AS(deliver_event_in_transaction(host.get(), "package-created", data, {}, "no_such_schema"), StoreError);
+}
+
+TEST_CASE("rekey seals every credential under the new key; the old key no longer opens the schema",
+          "[postgres][store]")
+{
+    Schema schema;
+    const MasterKey old_key = MasterKey::generate();
+    const MasterKey new_key = MasterKey::generate();
+    PostgresOptions with_old = schema.options();
+    with_old.master_key = old_key;
+    PostgresOptions with_new = schema.options();
+    with_new.master_key = new_key;
+    std::vector<std::int64_t> ids;
+    {
+        PostgresStore store{schema.uri, with_old};
+        for (const char* owner : {"alice", "bob"}) {
+            Hook hook = sample_hook(owner, std::string("https://") + owner + ".example/");
+            hook.config = {{"auth", {{"auth_type", "token"}, {"password", std::string("pw-") + owner}}}};
+            ids.push_back(store.create_hook(hook).id);
+        }
+        store.rotate_secret(ids[0], SecretRotation{.grace_period = std::chrono::hours(1)});
+        CHECK_THROWS_AS(store.rekey(old_key), StoreError); // The same key: nothing to do.
+        const RekeyResult result = store.rekey(new_key);
+        CHECK(result.hooks == 2);
+        CHECK(result.values == 7); // Two secrets, one retired secret, two passwords, two header values.
+        CHECK(result.unreadable_hooks.empty());
+        CHECK(store.find_hook(ids[1])->config.at("auth").at("password") == "pw-bob"); // Goes on with the new key.
+    }
+    CHECK_THROWS_WITH(PostgresStore(schema.uri, with_old), Catch::Contains("another master key"));
+    PostgresStore reopened{schema.uri, with_new};
+    CHECK(reopened.find_hook(ids[0])->secret_key.starts_with("whsec_"));
+    CHECK(reopened.find_hook(ids[0])->retired_secrets.size() == 1);
+    CHECK(reopened.find_hook(ids[1])->secret_key == "secret-of-bob");
 }
