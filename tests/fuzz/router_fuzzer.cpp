@@ -10,6 +10,7 @@
 // with a well-formed response, or with a 5xx: nothing a client sends may become a server error.
 
 #include <whisperer/api_token.hpp>
+#include <whisperer/store_decorator.hpp>
 #include <whisperer/dispatcher.hpp>
 #include <whisperer/http/authenticator.hpp>
 #include <whisperer/http/hooks_router.hpp>
@@ -71,93 +72,27 @@ Hook seed_hook(std::string owner, std::string target_url, std::string event_type
     return hook;
 }
 
+/// The store of one input, made afresh for each.
+struct FreshStore {
+    std::unique_ptr<SqliteStore> store = std::make_unique<SqliteStore>(":memory:");
+};
+
 /// Forwards to a store made afresh for each input, so that no input depends on another
 /// (libFuzzer replays a crash from its input alone), while the dispatcher, whose HTTP client
 /// loads the system's CA certificates (too slow to repeat for every input), lives as long as the
 /// process.
-class InputStore final : public SubscriptionStore {
+class InputStore final : private FreshStore, public StoreDecorator {
 public:
-    void reset() { store_ = std::make_unique<SqliteStore>(":memory:"); }
+    InputStore() : StoreDecorator(*store) {}
 
-    Hook create_hook(const Hook& hook) override { return store_->create_hook(hook); }
-    std::optional<Hook> find_hook(std::int64_t id) override { return store_->find_hook(id); }
-    Hook update_hook(const Hook& hook) override { return store_->update_hook(hook); }
-    Hook rotate_secret(std::int64_t id, const SecretRotation& rotation) override
+    void reset()
     {
-        return store_->rotate_secret(id, rotation);
-    }
-    bool deactivate_hook(std::int64_t id, const std::string& reason = {}) override
-    {
-        return store_->deactivate_hook(id, reason);
-    }
-    Page<Hook> list_hooks(const HookQuery& query) override { return store_->list_hooks(query); }
-    std::vector<Hook> active_hooks(const std::string& event_type, const json::object& filter = {},
-                                   const std::vector<std::string>& owners = {}) override
-    {
-        return store_->active_hooks(event_type, filter, owners);
-    }
-    std::vector<std::int64_t> subscriber_ids(const std::string& event_type, const json::object& filter = {},
-                                             const std::vector<std::string>& owners = {}) override
-    {
-        return store_->subscriber_ids(event_type, filter, owners);
-    }
-    // journal_prefix() stays empty: no journal, so that events are in the store when a call returns.
-    std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
-    {
-        return store_->enqueue_events(events);
-    }
-    std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override
-    {
-        return store_->find_delivery(id, with_attempts);
-    }
-    AttemptPage list_attempts(std::int64_t delivery_id, const AttemptQuery& query) override
-    {
-        return store_->list_attempts(delivery_id, query);
-    }
-    std::vector<Delivery> deliveries_of_event(const std::string& uuid) override
-    {
-        return store_->deliveries_of_event(uuid);
-    }
-    Page<Delivery> list_deliveries(const DeliveryQuery& query) override { return store_->list_deliveries(query); }
-    bool requeue(std::int64_t id, TimePoint due) override { return store_->requeue(id, due); }
-    std::size_t requeue_failed(std::int64_t hook_id, TimePoint since, TimePoint until, TimePoint due,
-                               std::size_t limit = 10000) override
-    {
-        return store_->requeue_failed(hook_id, since, until, due, limit);
-    }
-    std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) override
-    {
-        return store_->claim_due(request);
-    }
-    void renew_leases(const std::string& worker, std::span<const std::int64_t> ids, TimePoint until) override
-    {
-        store_->renew_leases(worker, ids, until);
-    }
-    void release_leases(const std::string& worker, std::span<const std::int64_t> ids) override
-    {
-        store_->release_leases(worker, ids);
-    }
-    void record_attempts(std::span<const AttemptRecord> records) override { store_->record_attempts(records); }
-    std::optional<TimePoint> next_due() override { return store_->next_due(); }
-    Page<OutboxEntry> list_outbox(const OutboxQuery& query) override { return store_->list_outbox(query); }
-    std::int64_t add_token(const std::string& key_sha256, const ApiToken& token) override
-    {
-        return store_->add_token(key_sha256, token);
-    }
-    std::optional<ApiToken> find_token(const std::string& key_sha256) override
-    {
-        return store_->find_token(key_sha256);
-    }
-    std::vector<ApiToken> list_tokens() override { return store_->list_tokens(); }
-    bool revoke_token(std::int64_t id) override { return store_->revoke_token(id); }
-    void record_token_use(std::int64_t id, TimePoint at) override { store_->record_token_use(id, at); }
-    std::size_t delete_finished_before(TimePoint before, std::size_t limit = 1000) override
-    {
-        return store_->delete_finished_before(before, limit);
+        store = std::make_unique<SqliteStore>(":memory:");
+        wrap(*store);
     }
 
-private:
-    std::unique_ptr<SqliteStore> store_;
+    // No journal, so that events are in the store when a call returns.
+    std::string journal_prefix() const override { return {}; }
 };
 
 /// The router and what it needs, made once; `reset` gives it a fresh store for each input.
