@@ -32,6 +32,12 @@ scenarios (each appends one JSON line to --out):
   isolation    --rate 1000 --seconds 30  (plus one hook whose receiver stalls)
   idle         --idle-deliveries 100000 --idle-seconds 10
   wrk_script   --wrk-script FILE         (writes the request as a wrk Lua script)
+  pg_throughput, pg_host_cost, pg_latency, pg_fanout, pg_isolation
+               the scenario of that name on a PostgresStore (--pg-uri-file FILE, required;
+               --pg-connections 8, --store-threads 4)
+  pg_processes --pg-events 20000 --pg-processes 1,2,4
+               a backlog drained by that many dispatcher processes, one run each
+  pg_worker    --pg-schema NAME          (one dispatcher process of pg_processes)
   report       --results FILE --raw-rps N [--raw-detail TEXT] [--json FILE]
 
 common options:
@@ -41,6 +47,7 @@ common options:
   --threads N      threads running the dispatcher's executor (default: one per core)
   --page-size N    page size of the new SQLite file (default: SqliteOptions' 1024)
   --out FILE       JSON lines file the result is appended to
+  --async-calls N  host_cost: async_deliver_event initiations timed (default: --calls)
 )";
 
 } // namespace
@@ -105,6 +112,13 @@ int main(int argc, char** argv)
         take("idle-deliveries", options.idle_deliveries);
         take("idle-seconds", options.idle_seconds);
         take("wrk-script", options.wrk_script);
+        take("pg-uri-file", options.pg_uri_file);
+        take("pg-schema", options.pg_schema);
+        take("pg-connections", options.pg_connections);
+        take("store-threads", options.store_threads);
+        take("pg-events", options.pg_events);
+        take("pg-processes", options.pg_processes);
+        take("async-calls", options.async_calls);
         take("out", out);
         if (!args.empty()) {
             std::cerr << "whisperer_bench: unknown option --" << args.begin()->first << "\n";
@@ -115,17 +129,34 @@ int main(int argc, char** argv)
         else if (!durability.empty() && durability != "normal")
             throw std::invalid_argument("--durability is normal or full");
 
-        const std::map<std::string, std::function<json::object(const Options&)>, std::less<>> scenarios{
+        if (!options.pg_uri_file.empty()) {
+            std::ifstream uri(options.pg_uri_file);
+            if (!std::getline(uri, options.pg_uri) || options.pg_uri.empty())
+                throw std::runtime_error("cannot read a URI from " + options.pg_uri_file);
+        }
+
+        std::map<std::string, std::function<json::object(const Options&)>, std::less<>> scenarios{
             {"throughput", run_throughput}, {"host_cost", run_host_cost}, {"latency", run_latency},
             {"fanout", run_fanout},         {"backlog", run_backlog},     {"isolation", run_isolation},
             {"idle", run_idle},             {"wrk_script", write_wrk_script},
         };
+#ifdef WHISPERER_BENCH_POSTGRES
+        // pg_<scenario>: the same scenario on a PostgresStore.
+        for (const char* name : {"throughput", "host_cost", "latency", "fanout", "isolation"})
+            scenarios.emplace(std::string("pg_") + name, scenarios.at(name));
+        scenarios.emplace("pg_processes", run_pg_processes);
+        scenarios.emplace("pg_worker", run_pg_worker);
+#endif
+        if (command.rfind("pg_", 0) == 0)
+            options.postgres = true;
         auto scenario = scenarios.find(command);
         if (scenario == scenarios.end()) {
             std::cerr << "whisperer_bench: unknown scenario " << command << "\n" << usage;
             return 2;
         }
-        const bool needs_nginx = command != "latency" && command != "isolation" && command != "wrk_script";
+        const bool needs_nginx = command != "latency" && command != "isolation" && command != "wrk_script" &&
+                                 command != "pg_latency" && command != "pg_isolation" &&
+                                 command != "pg_processes" && command != "pg_worker";
         if (needs_nginx && options.url.empty())
             throw std::invalid_argument("--url is required for " + command);
 

@@ -79,6 +79,8 @@ json::object report(const ReportInput& input)
         std::string key = json::value_to<std::string>(result.at("scenario"));
         if (const auto* d = result.if_contains("durability"))
             key += ":" + json::value_to<std::string>(*d);
+        else if (key == "pg_throughput")
+            key += ":" + std::to_string(result.at("producers").to_number<unsigned>());
         by_key[key] = result;
     }
     for (const auto& [key, result] : by_key)
@@ -160,6 +162,67 @@ json::object report(const ReportInput& input)
 
     if (auto v = number_at(get("idle"), "cpu_percent"))
         figures.push_back({"idle (100,000 waiting): CPU", format(*v, 3) + " % of a core", "", "< 1 %", *v < 1});
+
+    // PostgreSQL, beside the SQLite figures of the same run.
+    auto claim_p99 = [&](const char* key) -> std::string {
+        auto v = number_at(get(key), "counters/store/claim_due/p99_us");
+        return v ? ", claim p99 " + format(*v / 1000, 1) + " ms" : std::string();
+    };
+    if (throughput && get("throughput:normal"))
+        figures.push_back({"  claim_due p50 / p99 (SQLite)",
+                           format(*number_at(get("throughput:normal"), "counters/store/claim_due/p50_us") / 1000, 2) +
+                               " / " +
+                               format(*number_at(get("throughput:normal"), "counters/store/claim_due/p99_us") / 1000,
+                                      2) + " ms",
+                           "", "", {}});
+    for (const auto& [key, result] : by_key) {
+        if (key.rfind("pg_throughput:", 0) != 0)
+            continue;
+        const auto v = number_at(&result, "deliveries_per_s");
+        const auto producers = number_at(&result, "producers").value_or(0);
+        const bool same = producers == number_at(get("throughput:normal"), "producers").value_or(4);
+        std::string value = format(*v, 0) + " /s";
+        if (throughput)
+            value += " = " + format(*v / *throughput, 3) + " x SQLite";
+        figures.push_back({"PostgreSQL throughput, " + format(producers, 0) + " producers", value, ratio(v),
+                           same ? ">= 0.5 x SQLite" : "",
+                           same && throughput ? std::optional(*v / *throughput >= 0.5) : std::nullopt});
+        const auto enqueue = number_at(&result, "counters/store/enqueue_events/calls").value_or(0);
+        const auto events = number_at(&result, "events").value_or(0);
+        figures.push_back({"  events per enqueue commit",
+                           format(enqueue > 0 ? events / enqueue : 0, 1) + claim_p99(key.c_str()), "", "", {}});
+    }
+    for (const char* part : {"threads_1", "threads_4", "async_initiation"}) {
+        const std::string name = std::string_view(part) == "threads_1"   ? "deliver_event, 1 thread"
+                                 : std::string_view(part) == "threads_4" ? "deliver_event, 4 threads"
+                                                                         : "async_deliver_event initiation";
+        auto pair = [&](const char* key) -> std::string {
+            const auto p50 = number_at(get(key), std::string(part) + "/p50");
+            const auto p99 = number_at(get(key), std::string(part) + "/p99");
+            return p50 && p99 ? format(*p50, 1) + " / " + format(*p99, 1) + " us" : "-";
+        };
+        if (get("pg_host_cost"))
+            figures.push_back({"host cost " + name + ", p50 / p99", "SQLite " + pair("host_cost"), "", "", {}});
+        if (get("pg_host_cost"))
+            figures.push_back({"", "PostgreSQL " + pair("pg_host_cost"), "", "", {}});
+    }
+    if (const json::object* processes = get("pg_processes")) {
+        for (const json::value& run : processes->at("runs").as_array()) {
+            const json::object& o = run.as_object();
+            figures.push_back({"PostgreSQL drain, " + format(*number_at(&o, "processes"), 0) + " process(es)",
+                               format(*number_at(&o, "deliveries_per_s"), 0) + " /s, " +
+                                   format(*number_at(&o, "duplicates"), 0) + " duplicates",
+                               ratio(number_at(&o, "deliveries_per_s")), "0 duplicates",
+                               *number_at(&o, "duplicates") == 0 && o.at("complete").as_bool()});
+        }
+    }
+    if (auto p99 = number_at(get("pg_latency"), "latency/p99")) {
+        figures.push_back({"PostgreSQL latency, p50 / p99 / max",
+                           format(*number_at(get("pg_latency"), "latency/p50"), 2) + " / " + format(*p99, 2) + " / " +
+                               format(*number_at(get("pg_latency"), "latency/max"), 1) + " ms" +
+                               missing_note("pg_latency"),
+                           "", format(*number_at(get("pg_latency"), "rate"), 0) + " events/s", {}});
+    }
 
     const Machine machine = this_machine();
     std::cout << "\nwhisperer benchmarks on " << machine.cores << " cores, " << machine.cpu_model << " (Linux "

@@ -10,11 +10,23 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/json/serialize.hpp>
 
+#ifdef WHISPERER_BENCH_POSTGRES
+#include <whisperer/postgres_store.hpp>
+#endif
+
+#include <boost/json/parse.hpp>
+
 #include <sqlite3.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -22,6 +34,9 @@
 #include <semaphore>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
+
+extern char** environ;
 
 namespace whisperer::bench {
 
@@ -49,18 +64,21 @@ std::string_view to_string(SqliteDurability d)
     return d == SqliteDurability::full ? "full" : "normal";
 }
 
-/// One SQLite file store, a registry and a dispatcher on a thread pool of its own.
-/// The file is removed when the bench ends.
+/// One store, a registry and a dispatcher on a thread pool of its own. The store is a SQLite
+/// file, removed when the bench ends, or with `options.postgres` a schema of its own in the
+/// PostgreSQL database at `options.pg_uri` (left for the cluster's removal) with
+/// `options.pg_connections` connections, and the dispatcher makes its store calls on
+/// `options.store_threads` threads.
 class Bench {
 public:
     Bench(const Options& options, const std::string& name, SqliteDurability durability = SqliteDurability::normal,
           DispatcherOptions dispatcher_options = {})
-        : path_(remove_files(options.dir + "/whisperer-bench-" + name + ".db")),
-          // All hooks belong to one owner, as many as --hooks asks for.
-          store_(path_, SqliteOptions{.durability = durability, .max_hooks_per_owner = 0, .page_size = options.page_size}),
-          timed_(store_),
+        : path_(options.postgres ? std::string() : remove_files(options.dir + "/whisperer-bench-" + name + ".db")),
+          store_(open_store(options, name, durability)),
+          sqlite_(dynamic_cast<SqliteStore*>(store_.get())),
+          timed_(*store_),
           pool_(options.threads != 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency())),
-          dispatcher_(make_dispatcher(dispatcher_options))
+          dispatcher_(make_dispatcher(options, dispatcher_options))
     {
     }
 
@@ -68,15 +86,29 @@ public:
     {
         dispatcher_.reset();
         pool_.join();
-        remove_files(path_);
+        store_.reset();
+        if (!path_.empty())
+            remove_files(path_);
+    }
+
+    /// The schema a PostgreSQL bench named `name` uses: its own, so that every run starts empty.
+    static std::string schema_of(const Options& options, const std::string& name)
+    {
+        if (!options.pg_schema.empty())
+            return options.pg_schema;
+        std::string schema = "bench_" + name + "_" + std::to_string(::getpid());
+        std::replace(schema.begin(), schema.end(), '-', '_');
+        return schema;
     }
 
     Dispatcher& dispatcher() { return *dispatcher_; }
-    SqliteStore& store() { return store_; }
+    SubscriptionStore& store() { return *store_; }
 
-    /// Rows in the outbox, counted through a connection of its own.
+    /// Rows in the outbox, counted through a connection of its own (SQLite only).
     std::int64_t outbox_rows() const
     {
+        if (sqlite_ == nullptr)
+            throw std::logic_error("outbox_rows counts the rows of a SQLite file");
         sqlite3* db = nullptr;
         std::int64_t rows = -1;
         if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
@@ -101,7 +133,7 @@ public:
         hook.secret_key = "bench-secret-0123456789abcdef";
         hook.retry_countdown_config = json::object{{"choice", "linear"}, {"kwargs", {{"base", 60}, {"limit", 600}}}};
         validate_hook(hook, {.registry = &registry_});
-        return store_.create_hook(hook);
+        return store_->create_hook(hook);
     }
 
     /// Stops the dispatcher, cutting requests still in flight after `deadline`.
@@ -125,7 +157,7 @@ public:
                 return false;
             std::this_thread::sleep_for(200us);
         }
-        while (store_.next_due()) {
+        while (store_->next_due()) {
             if (SteadyClock::now() > deadline)
                 return false;
             std::this_thread::sleep_for(200us);
@@ -149,8 +181,32 @@ private:
         return path;
     }
 
-    std::unique_ptr<Dispatcher> make_dispatcher(DispatcherOptions options)
+    static std::unique_ptr<SubscriptionStore> open_store(const Options& options, const std::string& name,
+                                                         SqliteDurability durability)
     {
+        if (options.postgres) {
+#ifdef WHISPERER_BENCH_POSTGRES
+            if (options.pg_uri.empty())
+                throw std::invalid_argument("--pg-uri is required for the PostgreSQL scenarios");
+            // All hooks belong to one owner, as many as --hooks asks for.
+            return std::make_unique<PostgresStore>(options.pg_uri,
+                                                   PostgresOptions{.schema = schema_of(options, name),
+                                                                   .connections = options.pg_connections,
+                                                                   .max_hooks_per_owner = 100000});
+#else
+            throw std::runtime_error("this whisperer_bench was built without PostgreSQL");
+#endif
+        }
+        // All hooks belong to one owner, as many as --hooks asks for.
+        return std::make_unique<SqliteStore>(
+            options.dir + "/whisperer-bench-" + name + ".db",
+            SqliteOptions{.durability = durability, .max_hooks_per_owner = 0, .page_size = options.page_size});
+    }
+
+    std::unique_ptr<Dispatcher> make_dispatcher(const Options& bench_options, DispatcherOptions options)
+    {
+        if (bench_options.postgres)
+            options.store_threads = bench_options.store_threads;
         registry_.register_json_event(std::string(event_type));
         registry_.register_json_event("bench.fanout");
         // The receivers run on loopback, which the SSRF guard refuses unless opened.
@@ -161,7 +217,8 @@ private:
 
     std::string path_;
     Registry registry_;
-    SqliteStore store_;
+    std::unique_ptr<SubscriptionStore> store_;
+    SqliteStore* sqlite_; // store_ when it is a SQLite file, else null.
     TimedStore timed_; // What the dispatcher uses: times its store calls.
     asio::thread_pool pool_;
     std::unique_ptr<Dispatcher> dispatcher_;
@@ -285,9 +342,16 @@ void queue_events(Dispatcher& dispatcher, std::size_t count, std::size_t window 
         throw std::runtime_error(std::to_string(failed.load()) + " events could not be queued");
 }
 
-json::object scenario(std::string_view name)
+/// A result's first fields: the scenario's name (with `pg_` in front on PostgreSQL) and the
+/// store it ran on.
+json::object scenario(const Options& options, std::string_view name)
 {
-    return {{"scenario", name}};
+    if (!options.postgres)
+        return {{"scenario", name}, {"store", "sqlite"}};
+    return {{"scenario", "pg_" + std::string(name)},
+            {"store", "postgres"},
+            {"connections", options.pg_connections},
+            {"store_threads", options.store_threads}};
 }
 
 } // namespace
@@ -307,9 +371,11 @@ json::object run_throughput(const Options& options)
     bench.wait_delivered(options.events, 600s);
     const double total_s = seconds_since(start);
 
-    json::object r = scenario("throughput");
-    r["durability"] = to_string(options.durability);
-    r["page_size"] = options.page_size;
+    json::object r = scenario(options, "throughput");
+    if (!options.postgres) {
+        r["durability"] = to_string(options.durability);
+        r["page_size"] = options.page_size;
+    }
     r["events"] = options.events;
     r["producers"] = options.producers;
     r["seconds"] = total_s;
@@ -325,7 +391,7 @@ json::object run_host_cost(const Options& options)
     bench.add_hook(options.url + "/");
     bench.dispatcher().start();
 
-    json::object r = scenario("host_cost");
+    json::object r = scenario(options, "host_cost");
     r["calls"] = options.calls;
     std::size_t delivered = 0;
     for (unsigned threads : {1u, 4u}) {
@@ -348,6 +414,38 @@ json::object run_host_cost(const Options& options)
         // The next run starts with an empty outbox, like the first.
         bench.wait_delivered(delivered, 600s);
     }
+
+    // async_deliver_event from 1 thread: the time its initiation takes in the caller (the
+    // handler runs later, once the event is durable), at most 8,192 unconfirmed at once; a
+    // caller waiting for a free place in that window is not timed.
+    const std::size_t async_calls = options.async_calls != 0 ? options.async_calls : options.calls;
+    {
+        std::vector<double> sample;
+        sample.reserve(async_calls);
+        std::counting_semaphore<> slots(8192);
+        std::atomic<std::size_t> done{0}, failed{0};
+        for (std::size_t i = 0; i < async_calls; ++i) {
+            slots.acquire();
+            json::value data(event_data(i));
+            const auto before = SteadyClock::now();
+            bench.dispatcher().async_deliver_event(std::move(data), event_type, {},
+                                                   [&](boost::system::error_code ec, DeliverResult) {
+                                                       if (ec)
+                                                           ++failed;
+                                                       ++done;
+                                                       slots.release();
+                                                   });
+            sample.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - before).count());
+        }
+        while (done < async_calls)
+            std::this_thread::sleep_for(1ms);
+        if (failed != 0)
+            throw std::runtime_error(std::to_string(failed.load()) + " async_deliver_event calls failed");
+        Summary s = summarize(sample);
+        r["async_initiation"] = summary_json(s, 1.0, "us");
+        delivered += async_calls;
+        bench.wait_delivered(delivered, 600s);
+    }
     r["counters"] = bench.counters();
     return r;
 }
@@ -365,7 +463,7 @@ json::object run_latency(const Options& options)
     const double achieved = probe.run(bench.dispatcher(), options.rate);
     const std::size_t arrived = probe.wait(60s);
 
-    json::object r = scenario("latency");
+    json::object r = scenario(options, "latency");
     r["rate"] = options.rate;
     r["achieved_rate"] = achieved;
     r["events"] = events;
@@ -391,7 +489,7 @@ json::object run_isolation(const Options& options)
     const double achieved = probe.run(bench.dispatcher(), options.rate);
     const std::size_t arrived = probe.wait(60s);
 
-    json::object r = scenario("isolation");
+    json::object r = scenario(options, "isolation");
     r["rate"] = options.rate;
     r["achieved_rate"] = achieved;
     r["events"] = events;
@@ -420,7 +518,7 @@ json::object run_fanout(const Options& options)
     bench.wait_delivered(deliveries, 600s);
     const double total_s = seconds_since(start);
 
-    json::object r = scenario("fanout");
+    json::object r = scenario(options, "fanout");
     r["hooks"] = options.hooks;
     r["events"] = options.fanout_events;
     r["deliveries"] = deliveries;
@@ -469,7 +567,7 @@ json::object run_backlog(const Options& options)
     sampler.join();
     const long drain_peak_kb = reset ? proc_status_kb("VmHWM") : sampled_peak_kb.load();
 
-    json::object r = scenario("backlog");
+    json::object r = scenario(options, "backlog");
     r["deliveries"] = options.backlog;
     r["stored_before_drain"] = stored;
     r["fill_seconds"] = fill_s;
@@ -522,7 +620,7 @@ json::object run_idle(const Options& options)
     const double wall_s = seconds_since(start);
     const auto cpu = process_cpu_time() - cpu_before;
 
-    json::object r = scenario("idle");
+    json::object r = scenario(options, "idle");
     r["waiting"] = options.idle_deliveries;
     r["seconds"] = wall_s;
     r["cpu_ms"] = static_cast<double>(cpu.count()) / 1000;
@@ -530,6 +628,184 @@ json::object run_idle(const Options& options)
     r["counters"] = bench.counters();
     return r;
 }
+
+#ifdef WHISPERER_BENCH_POSTGRES
+json::object run_pg_worker(const Options& options)
+{
+    if (options.pg_schema.empty())
+        throw std::invalid_argument("pg_worker needs --pg-schema");
+    Bench bench(options, "worker");
+    bench.dispatcher().start();
+    // The outbox is empty once every delivery's outcome is recorded, by this process or another.
+    const auto deadline = SteadyClock::now() + 600s;
+    while (bench.store().next_due()) {
+        if (SteadyClock::now() > deadline)
+            throw std::runtime_error("the outbox was not empty after 600 s");
+        std::this_thread::sleep_for(5ms);
+    }
+    json::object r = scenario(options, "worker");
+    r["counters"] = bench.counters();
+    bench.stop(1s);
+    return r;
+}
+
+namespace {
+
+/// The numbers in a comma-separated list such as "1,2,4".
+std::vector<unsigned> numbers_in(const std::string& list)
+{
+    std::vector<unsigned> numbers;
+    std::size_t at = 0;
+    while (at < list.size()) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        numbers.push_back(static_cast<unsigned>(std::stoul(list.substr(at, comma - at))));
+        at = comma + 1;
+    }
+    return numbers;
+}
+
+/// Starts this program again as `pg_worker` on `schema`, its result going to `out`.
+pid_t spawn_worker(const Options& options, const std::string& schema, const std::string& out)
+{
+    std::vector<std::string> args{"whisperer_bench",  "pg_worker",
+                                  "--pg-uri-file",    options.pg_uri_file,
+                                  "--pg-schema",      schema,
+                                  "--pg-connections", std::to_string(options.pg_connections),
+                                  "--store-threads",  std::to_string(options.store_threads),
+                                  "--out",            out};
+    if (options.threads != 0)
+        args.insert(args.end(), {"--threads", std::to_string(options.threads)});
+    std::vector<char*> argv;
+    for (auto& arg : args)
+        argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    // Its result goes to `out`; what it prints is of no use here.
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    const int e = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (e != 0)
+        throw std::runtime_error("cannot start a pg_worker: " + std::string(std::strerror(e)));
+    return pid;
+}
+
+} // namespace
+
+json::object run_pg_processes(const Options& options)
+{
+    if (options.pg_uri_file.empty())
+        throw std::invalid_argument("pg_processes needs --pg-uri-file (its workers read the URI from it)");
+    // Every request, counted by its webhook-id (the event's uuid: one hook, so one delivery each).
+    std::mutex mutex;
+    std::unordered_map<std::string, unsigned> seen;
+    std::size_t requests = 0;
+    std::atomic<std::int64_t> first_arrival{0};
+    Receiver receiver(Receiver::Mode::answer, [&](const ReceivedRequest& request, SteadyClock::time_point at) {
+        std::int64_t none = 0;
+        first_arrival.compare_exchange_strong(none, at.time_since_epoch().count());
+        for (const auto& [name, value] : request.headers) {
+            if (boost::beast::iequals(name, "webhook-id")) {
+                std::lock_guard lock(mutex);
+                ++requests;
+                ++seen[value];
+                break;
+            }
+        }
+    });
+
+    json::object r = scenario(options, "processes");
+    r["events"] = options.pg_events;
+    r["hooks"] = 1;
+    json::array runs;
+    for (unsigned processes : numbers_in(options.pg_processes)) {
+        {
+            std::lock_guard lock(mutex);
+            seen.clear();
+            requests = 0;
+        }
+        first_arrival = 0;
+        Options run_options = options;
+        run_options.pg_schema = "bench_processes_" + std::to_string(processes) + "_" + std::to_string(::getpid());
+
+        // The backlog, queued by a dispatcher that never starts: every row waits unleased.
+        {
+            Bench filler(run_options, "processes");
+            filler.add_hook(receiver.url("/"));
+            queue_events(filler.dispatcher(), options.pg_events);
+            if (!filler.dispatcher().wait_stored(600s))
+                throw std::runtime_error("the backlog did not reach the store within 600 s");
+        }
+        PostgresStore watcher(options.pg_uri, PostgresOptions{.schema = run_options.pg_schema, .connections = 1});
+
+        const auto spawned = SteadyClock::now();
+        std::vector<pid_t> pids;
+        std::vector<std::string> outs;
+        for (unsigned i = 0; i < processes; ++i) {
+            outs.push_back(options.dir + "/whisperer-bench-pg-worker-" + std::to_string(::getpid()) + "-" +
+                           std::to_string(i) + ".jsonl");
+            std::filesystem::remove(outs.back());
+            pids.push_back(spawn_worker(run_options, run_options.pg_schema, outs.back()));
+        }
+        const auto deadline = SteadyClock::now() + 600s;
+        bool drained = false;
+        while (SteadyClock::now() < deadline) {
+            if (!watcher.next_due()) {
+                drained = true;
+                break;
+            }
+            std::this_thread::sleep_for(2ms);
+        }
+        const auto drained_at = SteadyClock::now();
+        bool workers_ok = true;
+        for (pid_t pid : pids) {
+            if (!drained)
+                ::kill(pid, SIGTERM);
+            int status = 0;
+            ::waitpid(pid, &status, 0);
+            workers_ok = workers_ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        }
+
+        json::object run;
+        run["processes"] = processes;
+        run["drained"] = drained;
+        run["workers_ok"] = workers_ok;
+        {
+            std::lock_guard lock(mutex);
+            std::size_t duplicates = 0;
+            for (const auto& [id, count] : seen)
+                duplicates += count - 1;
+            run["requests"] = requests;
+            run["distinct"] = seen.size();
+            run["duplicates"] = duplicates;
+            run["complete"] = seen.size() == options.pg_events;
+        }
+        const SteadyClock::time_point first{SteadyClock::duration{first_arrival.load()}};
+        const double drain_s = std::chrono::duration<double>(drained_at - first).count();
+        run["drain_seconds"] = drain_s;
+        run["deliveries_per_s"] = static_cast<double>(options.pg_events) / drain_s;
+        run["seconds_from_spawn"] = std::chrono::duration<double>(drained_at - spawned).count();
+        json::array workers;
+        for (const auto& out : outs) {
+            std::ifstream in(out);
+            std::string line;
+            if (std::getline(in, line))
+                workers.push_back(json::parse(line));
+            std::filesystem::remove(out);
+        }
+        run["workers"] = std::move(workers);
+        runs.push_back(std::move(run));
+    }
+    bool complete = true;
+    for (const auto& run : runs)
+        complete = complete && run.as_object().at("complete").as_bool() && run.as_object().at("drained").as_bool() &&
+                   run.as_object().at("workers_ok").as_bool();
+    r["runs"] = std::move(runs);
+    r["complete"] = complete;
+    return r;
+}
+#endif
 
 json::object write_wrk_script(const Options& options)
 {
@@ -579,7 +855,7 @@ json::object write_wrk_script(const Options& options)
     if (!lua)
         throw std::runtime_error("cannot write " + options.wrk_script);
 
-    json::object r = scenario("wrk_script");
+    json::object r = scenario(options, "wrk_script");
     r["body_bytes"] = captured->body.size();
     // The raw limit is measured with as many connections as the dispatcher opens to one origin.
     r["connections_per_origin"] = DispatcherOptions{}.max_connections_per_origin;

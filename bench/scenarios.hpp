@@ -30,6 +30,17 @@ struct Options {
     std::size_t idle_deliveries = 100'000;
     double idle_seconds = 10;
     std::string wrk_script;            ///< wrk_script: where to write the Lua script
+
+    // PostgreSQL: the pg_ scenarios run the scenario of the same name on a PostgresStore.
+    bool postgres = false;             ///< Set for the pg_ scenarios.
+    std::string pg_uri;                ///< The database, read from `pg_uri_file`.
+    std::string pg_uri_file;           ///< scripts/postgres's DIR/uri (the URI holds a password).
+    std::string pg_schema;             ///< The store's schema; empty: one of the run's own.
+    std::size_t pg_connections = 8;    ///< PostgresOptions::connections
+    std::size_t store_threads = 4;     ///< DispatcherOptions::store_threads on PostgreSQL
+    std::size_t pg_events = 20'000;    ///< pg_processes: the backlog drained
+    std::string pg_processes = "1,2,4"; ///< pg_processes: dispatcher processes, one run each
+    std::size_t async_calls = 0;       ///< host_cost: async_deliver_event initiations; 0: --calls
 };
 
 boost::json::object run_throughput(const Options& options);
@@ -39,6 +50,15 @@ boost::json::object run_fanout(const Options& options);
 boost::json::object run_backlog(const Options& options);
 boost::json::object run_isolation(const Options& options);
 boost::json::object run_idle(const Options& options);
+
+/// pg_processes: a backlog of `pg_events` events to one hook on a receiver in this process,
+/// drained by 1, 2 and 4 dispatcher processes (`pg_worker`) sharing the database, each run on
+/// a schema of its own; deliveries per second and requests the receiver saw twice.
+boost::json::object run_pg_processes(const Options& options);
+
+/// pg_worker: one dispatcher on the PostgresStore at `pg_uri` / `pg_schema` that delivers until
+/// the outbox is empty, then exits. Started by pg_processes.
+boost::json::object run_pg_worker(const Options& options);
 
 /// Captures one real delivery at an in-process receiver and writes a wrk Lua script that POSTs
 /// the same body with the same headers.

@@ -6,20 +6,25 @@
 
 #include <boost/json/object.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <mutex>
 #include <type_traits>
+#include <vector>
 
 namespace whisperer::bench {
 
 /// Forwards every call to `inner`; for the outbox and enqueue calls it also counts calls, rows
-/// and the time each call took (waiting for the store's lock included). Thread-safe.
+/// and the time each call took (waiting for the store's lock included), keeping every duration
+/// for its percentiles. Thread-safe.
 class TimedStore final : public SubscriptionStore {
 public:
     explicit TimedStore(SubscriptionStore& inner) : inner_(inner) {}
 
-    /// `{operation: {calls, rows, mean_us, max_us, busy_s}}` for every timed operation called.
+    /// `{operation: {calls, rows, mean_us, p50_us, p99_us, max_us, busy_s}}` for every timed
+    /// operation called (percentiles nearest-rank).
     boost::json::object stats() const
     {
         std::lock_guard lock(mutex_);
@@ -28,9 +33,17 @@ public:
             const Stat& s = stats_[i];
             if (s.calls == 0)
                 continue;
+            std::vector<double> sorted = s.samples_us;
+            std::sort(sorted.begin(), sorted.end());
+            auto rank = [&](double p) {
+                auto at = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
+                return sorted[std::clamp<std::size_t>(at, 1, sorted.size()) - 1];
+            };
             out[names_[i]] = {{"calls", s.calls},
                               {"rows", s.rows},
                               {"mean_us", s.total_us / static_cast<double>(s.calls)},
+                              {"p50_us", rank(0.50)},
+                              {"p99_us", rank(0.99)},
                               {"max_us", s.max_us},
                               {"busy_s", s.total_us / 1e6}};
         }
@@ -127,6 +140,7 @@ private:
     struct Stat {
         std::uint64_t calls = 0, rows = 0;
         double total_us = 0, max_us = 0;
+        std::vector<double> samples_us;
     };
     struct Timer {
         Timer(TimedStore& store, Operation op) : store_(store), op_(op) {}
@@ -140,6 +154,7 @@ private:
             s.rows += rows;
             s.total_us += us;
             s.max_us = std::max(s.max_us, us);
+            s.samples_us.push_back(us);
         }
         TimedStore& store_;
         Operation op_;
