@@ -1,4 +1,5 @@
 #include <whisperer/api_token.hpp>
+#include <whisperer/subscription_store.hpp>
 #include <whisperer/error.hpp>
 #include <whisperer/hook.hpp>
 #include <whisperer/signature.hpp>

@@ -8,6 +8,7 @@
 #include "receiver.hpp"
 
 #include <whisperer/api_token.hpp>
+#include <whisperer/subscription_store.hpp>
 #include <whisperer/hook.hpp>
 
 #include "detail/base64.hpp"

@@ -7,6 +7,7 @@
 #include "receiver.hpp"
 
 #include <whisperer/api_token.hpp>
+#include <whisperer/subscription_store.hpp>
 
 #include <memory>
 #include <vector>

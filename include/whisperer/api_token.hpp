@@ -1,7 +1,7 @@
 #ifndef WHISPERER_API_TOKEN_HPP
 #define WHISPERER_API_TOKEN_HPP
 
-#include <whisperer/subscription_store.hpp>
+#include <whisperer/api_token_record.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -9,6 +9,8 @@
 #include <string_view>
 
 namespace whisperer {
+
+class SubscriptionStore;
 
 /// How every key `issue_token` makes begins, so that secret scanners recognise a leaked one.
 /// Keys issued before it (40 hex digits without it) keep working.

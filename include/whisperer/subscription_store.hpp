@@ -1,6 +1,7 @@
 #ifndef WHISPERER_SUBSCRIPTION_STORE_HPP
 #define WHISPERER_SUBSCRIPTION_STORE_HPP
 
+#include <whisperer/api_token_record.hpp>
 #include <whisperer/delivery.hpp>
 #include <whisperer/hook.hpp>
 #include <whisperer/secret_rotation.hpp>
@@ -180,21 +181,6 @@ struct AttemptRecord {
     Attempt attempt;
     AttemptVerdict verdict = AttemptVerdict::failed;
     std::optional<TimePoint> next_attempt_at; ///< For `retry`.
-};
-
-/// An API token: whom it acts for, its rights and its lifetime. The key itself is never stored,
-/// only its SHA-256.
-struct ApiToken {
-    std::string owner;
-    bool admin = false;     ///< Sees and manages every owner's hooks, and the tokens.
-    bool publisher = false; ///< May publish events through the REST API.
-    TimePoint created{};
-    std::optional<TimePoint> expires;   ///< Refused from this instant on; never when absent.
-    std::optional<TimePoint> last_used; ///< Written at most about once a minute; never when absent.
-    std::int64_t id = 0;                ///< Set by the store; names the token in lists and revocations.
-
-    /// True from `expires` on.
-    bool expired(TimePoint now) const noexcept { return expires && now >= *expires; }
 };
 
 /// Persistent state of whisperer: hooks, events, deliveries and their attempts, the outbox and

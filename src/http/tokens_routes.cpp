@@ -1,6 +1,7 @@
 #include "detail/tokens_routes.hpp"
 
 #include <whisperer/api_token.hpp>
+#include <whisperer/subscription_store.hpp>
 
 #include "detail/query.hpp"
 #include "detail/request_body.hpp"

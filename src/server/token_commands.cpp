@@ -1,6 +1,7 @@
 #include "token_commands.hpp"
 
 #include <whisperer/api_token.hpp>
+#include <whisperer/subscription_store.hpp>
 
 #include <cstdio>
 #include <ctime>
