@@ -24,7 +24,7 @@ namespace json = boost::json;
 constexpr const char* usage = R"(usage: whisperer_bench <scenario> [--option value]...
 
 scenarios (each appends one JSON line to --out):
-  throughput   --events 200000 --producers 4 [--durability normal|full]
+  throughput   --events 200000 --producers 4 [--durability normal|full] [--async-window N]
   host_cost    --calls 100000            (1 thread, then 4 threads)
   latency      --rate 1000 --seconds 30  (to an in-process receiver)
   fanout       --hooks 1000 --fanout-events 200 --producers 4
@@ -99,6 +99,7 @@ int main(int argc, char** argv)
         take("dir", options.dir);
         take("threads", options.threads);
         take("producers", options.producers);
+        take("async-window", options.async_window);
         take("durability", durability);
         take("page-size", options.page_size);
         take("events", options.events);

@@ -363,10 +363,30 @@ json::object run_throughput(const Options& options)
     bench.dispatcher().start();
 
     const auto start = SteadyClock::now();
+    std::atomic<std::size_t> failed{0};
     in_parallel(options.producers, options.events, [&](unsigned, std::size_t first, std::size_t last) {
-        for (std::size_t i = first; i < last; ++i)
-            bench.dispatcher().deliver_event(event_data(i), event_type);
+        if (options.async_window == 0) {
+            for (std::size_t i = first; i < last; ++i)
+                bench.dispatcher().deliver_event(event_data(i), event_type);
+            return;
+        }
+        std::counting_semaphore<> window(static_cast<std::ptrdiff_t>(options.async_window));
+        std::atomic<std::size_t> done{0};
+        for (std::size_t i = first; i < last; ++i) {
+            window.acquire();
+            bench.dispatcher().async_deliver_event(json::value(event_data(i)), event_type, {},
+                                                   [&](boost::system::error_code ec, DeliverResult) {
+                                                       if (ec)
+                                                           ++failed;
+                                                       ++done;
+                                                       window.release();
+                                                   });
+        }
+        while (done < last - first)
+            std::this_thread::sleep_for(1ms);
     });
+    if (failed != 0)
+        throw std::runtime_error(std::to_string(failed.load()) + " async_deliver_event calls failed");
     const double enqueue_s = seconds_since(start);
     bench.wait_delivered(options.events, 600s);
     const double total_s = seconds_since(start);
@@ -378,6 +398,7 @@ json::object run_throughput(const Options& options)
     }
     r["events"] = options.events;
     r["producers"] = options.producers;
+    r["async_window"] = options.async_window;
     r["seconds"] = total_s;
     r["deliveries_per_s"] = static_cast<double>(options.events) / total_s;
     r["enqueue_per_s"] = static_cast<double>(options.events) / enqueue_s;

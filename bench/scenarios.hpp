@@ -17,6 +17,10 @@ struct Options {
     std::string dir = "/tmp";          ///< Where the SQLite files go (removed afterwards).
     unsigned threads = 0;              ///< Threads running the dispatcher's executor; 0: one per core.
     unsigned producers = 4;            ///< Threads calling `deliver_event` in throughput and fan-out.
+    /// Throughput: each producer calls `async_deliver_event` with at most this many events not
+    /// yet committed, instead of `deliver_event` (0). A host that cannot wait for each commit
+    /// (PostgreSQL keeps no journal) publishes this way.
+    std::size_t async_window = 0;
     SqliteDurability durability = SqliteDurability::normal;
     std::size_t page_size = SqliteOptions{}.page_size; ///< Of the benchmark's new SQLite files.
     std::size_t events = 200'000;      ///< throughput
