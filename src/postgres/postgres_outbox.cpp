@@ -576,10 +576,12 @@ void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
     for (const AttemptRecord* record : ordered) {
         const Attempt& attempt = record->attempt;
         const std::optional<std::string> id = pg_param(record->delivery_id);
-        const std::string body{capped(attempt.response_body, body_limit)};
+        const std::string text = pg_text(capped(attempt.response_body, body_limit));
+        const std::string body{capped(text, body_limit)};
+        const std::string error = pg_text(attempt.error);
         batch.add(insert_attempt, {id, std::to_string(attempt.number), pg_param(attempt.started_at),
                                    std::to_string(attempt.duration.count()), std::to_string(attempt.response_status),
-                                   body, std::string(to_string(attempt.failure)), attempt.error,
+                                   body, std::string(to_string(attempt.failure)), error,
                                    std::string(to_string(attempt.trigger))});
         if (attempt.number > impl_->options_.max_attempts_kept)
             batch.add(prune_attempts, {id, limit_param(impl_->options_.max_attempts_kept)});
@@ -587,7 +589,7 @@ void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
                           std::optional<std::string> worker) {
             batch.add(sql, {id, std::move(worker), std::string(to_string(state)), std::to_string(attempt.number),
                             std::to_string(attempt.response_status), body, std::to_string(attempt.duration.count()),
-                            std::string(to_string(attempt.failure)), attempt.error, pg_param(next), now});
+                            std::string(to_string(attempt.failure)), error, pg_param(next), now});
         };
         switch (record->verdict) {
         case AttemptVerdict::delivered:

@@ -7,6 +7,7 @@
 #include "postgres/postgres_connection.hpp"
 
 #include <cstdint>
+#include <string_view>
 #include <optional>
 #include <span>
 #include <string>
@@ -53,6 +54,53 @@ inline std::optional<std::string> pg_text_array(std::span<const std::string> tex
         out += '"';
     }
     return out + "}";
+}
+
+/// `text` as PostgreSQL's text accepts it: valid UTF-8 without NUL. Each byte that is not part
+/// of a valid sequence, and each NUL, becomes U+FFFD. For what comes from the network (response
+/// bodies, error messages), which a receiver may send in any encoding.
+inline std::string pg_text(std::string_view text)
+{
+    std::string out;
+    out.reserve(text.size());
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    const std::size_t n = text.size();
+    for (std::size_t i = 0; i < n;) {
+        const unsigned char c = p[i];
+        std::size_t length = 0;
+        std::uint32_t code = 0;
+        if (c >= 0x01 && c < 0x80) {
+            out += static_cast<char>(c);
+            ++i;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            length = 2;
+            code = c & 0x1Fu;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            length = 3;
+            code = c & 0x0Fu;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            length = 4;
+            code = c & 0x07u;
+        }
+        bool valid = length != 0 && i + length <= n;
+        for (std::size_t k = 1; valid && k < length; ++k) {
+            valid = (p[i + k] & 0xC0u) == 0x80u;
+            code = (code << 6) | (p[i + k] & 0x3Fu);
+        }
+        // No overlong forms, no surrogates, nothing past U+10FFFF.
+        valid = valid && !(length == 3 && code < 0x800) && !(length == 4 && (code < 0x10000 || code > 0x10FFFF)) &&
+                !(code >= 0xD800 && code <= 0xDFFF);
+        if (!valid) {
+            out += "\xEF\xBF\xBD";
+            ++i;
+            continue;
+        }
+        out.append(text.substr(i, length));
+        i += length;
+    }
+    return out;
 }
 
 /// Reads the columns of one row of a result from left to right (see `store_rows.hpp`).

@@ -422,3 +422,25 @@ TEST_CASE("rekey seals every credential under the new key; the old key no longer
     CHECK(reopened.find_hook(ids[0])->retired_secrets.size() == 1);
     CHECK(reopened.find_hook(ids[1])->secret_key == "secret-of-bob");
 }
+
+TEST_CASE("a response body that is not UTF-8 is recorded with replacement characters, not refused",
+          "[postgres][store]")
+{
+    Schema schema;
+    PostgresStore store{schema.uri, schema.options()};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::vector<std::int64_t> ids = enqueue(store, 2);
+    REQUIRE(store.claim_due(claim_by("w", t0 + 1s)).size() == 2);
+    AttemptRecord latin1 = attempt_report(ids[0], "w", 1, AttemptVerdict::retry, 500, t0 + 60s);
+    latin1.attempt.response_body = std::string("caf\xE9 \xFF\xFE ok \xC3\xA9", 13) + std::string(1, '\0') + "end";
+    latin1.attempt.error = "HTTP 500 \xC0\xAF";
+    AttemptRecord fine = attempt_report(ids[1], "w", 1, AttemptVerdict::delivered, 200);
+    store.record_attempts(std::vector{latin1, fine});
+
+    const auto first = store.find_delivery(ids[0], true);
+    REQUIRE(first);
+    CHECK(first->response_body == "caf\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD ok \xC3\xA9\xEF\xBF\xBD" "end");
+    CHECK(first->attempts.at(0).error == "HTTP 500 \xEF\xBF\xBD\xEF\xBF\xBD");
+    CHECK(first->state == DeliveryState::pending);
+    CHECK(store.find_delivery(ids[1])->state == DeliveryState::delivered);
+}
