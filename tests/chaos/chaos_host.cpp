@@ -289,8 +289,10 @@ int run_postgres(const Settings& settings)
                             result = dispatcher.deliver_event(data, event_type, deliver);
                         break;
                     } catch (const std::exception& e) {
-                        if (errors++ < 5)
-                            say(std::string("deliver_event failed, trying again with the same key: ") + e.what());
+                        // One line each (scripts/chaos counts them): they come only while the
+                        // server is away.
+                        ++errors;
+                        say(std::string("deliver_event failed, trying again with the same key: ") + e.what());
                         if (std::chrono::steady_clock::now() > give_up) {
                             say("deliver_event kept failing for 120 s");
                             failed = true;
@@ -307,8 +309,10 @@ int run_postgres(const Settings& settings)
                     failed = true;
                     return;
                 }
-                if (result.duplicate)
+                if (result.duplicate) {
                     ++duplicates;
+                    say("duplicate key " + deliver.idempotency_key + ": already committed as " + result.event_uuid);
+                }
                 const std::string line = acked_line(result.event_uuid, seq);
                 if (::write(acked_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
                     say("cannot append to the acked log");
