@@ -508,9 +508,13 @@ void PostgresStore::renew_leases(const std::string& worker, std::span<const std:
 {
     if (delivery_ids.empty())
         return;
+    // The rows locked in delivery id order, as record_attempts locks them: an UPDATE over
+    // `= ANY($2)` locks in the plan's order (heap order for a bitmap scan), and a worker whose
+    // lease ran out renews rows that another worker is recording, which deadlocked.
     impl_->query("renew leases",
-                 impl_->sql("UPDATE @schema.outbox SET lease_expires = $1 WHERE delivery_id = ANY($2) "
-                            "AND lease_owner = $3"),
+                 impl_->sql("UPDATE @schema.outbox o SET lease_expires = $1 FROM (SELECT delivery_id FROM "
+                            "@schema.outbox WHERE delivery_id = ANY($2) AND lease_owner = $3 ORDER BY delivery_id "
+                            "FOR UPDATE) l WHERE o.delivery_id = l.delivery_id AND o.lease_owner = $3"),
                  {pg_param(until), pg_array(delivery_ids), worker});
 }
 
@@ -518,9 +522,12 @@ void PostgresStore::release_leases(const std::string& worker, std::span<const st
 {
     if (delivery_ids.empty())
         return;
+    // In delivery id order, as renew_leases.
     impl_->query("release leases",
-                 impl_->sql("UPDATE @schema.outbox SET lease_owner = NULL, lease_expires = NULL "
-                            "WHERE delivery_id = ANY($1) AND lease_owner = $2"),
+                 impl_->sql("UPDATE @schema.outbox o SET lease_owner = NULL, lease_expires = NULL FROM (SELECT "
+                            "delivery_id FROM @schema.outbox WHERE delivery_id = ANY($1) AND lease_owner = $2 "
+                            "ORDER BY delivery_id FOR UPDATE) l WHERE o.delivery_id = l.delivery_id "
+                            "AND o.lease_owner = $2"),
                  {pg_array(delivery_ids), worker});
 }
 
