@@ -414,6 +414,10 @@ void Dispatcher::Impl::recorded(dispatch::RecordedOutcomes outcome)
 
 void Dispatcher::Impl::store_failed(const std::string& error)
 {
+    // Calls made before the pause began fail during it too (several store threads, one outage):
+    // they are the same failure, and the pause runs on as it is.
+    if (store_backoff.count() > 0)
+        return;
     // The pause grows over consecutive failures, whichever call failed, until one succeeds.
     store_pause = std::clamp(store_pause * 2, 100ms, 5000ms);
     store_backoff = store_pause;
