@@ -69,38 +69,68 @@ struct Candidate {
 
 std::vector<EnqueuedEvent> PostgresStore::enqueue_events(std::span<const NewEvent> events)
 {
-    // One statement per event, all in one transaction and one round trip: the event, its
-    // deliveries and their outbox rows (leased at once for the hooks handed off).
+    if (events.empty())
+        return {};
+    // The whole batch in one statement (its events, their deliveries and outbox rows, leased at
+    // once for the hooks handed off), parameters as arrays: one plan and one trigger firing per
+    // batch, not per event. `i` holds the events in order, `d` their deliveries by event number.
     const std::string insert_sql = impl_->sql(
-        "WITH ev AS (INSERT INTO @schema.events (uuid, event_type, body, object_ref, idempotency_key, created) "
-        " SELECT $1, $2, $3, $4, $5, $6::bigint WHERE NOT ($7::boolean AND EXISTS (SELECT 1 FROM @schema.events WHERE uuid = $1)) "
-        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), "
+        "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], "
+        " $7::boolean[], $8::bigint[], $9::text[], $10::bigint[]) WITH ORDINALITY AS i (uuid, event_type, body, "
+        " object_ref, idempotency_key, created, replayed, due, worker, expires, n)), "
+        "d AS (SELECT * FROM unnest($11::bigint[], $12::bigint[], $13::boolean[], $14::boolean[]) WITH ORDINALITY "
+        " AS d (event_n, hook_id, check_active, handoff, m)), "
+        "ev AS (INSERT INTO @schema.events (uuid, event_type, body, object_ref, idempotency_key, created) "
+        " SELECT i.uuid, i.event_type, i.body, i.object_ref, i.idempotency_key, i.created FROM i "
+        " WHERE NOT (i.replayed AND EXISTS (SELECT 1 FROM @schema.events e WHERE e.uuid = i.uuid)) ORDER BY i.n "
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, uuid), "
         "dl AS (INSERT INTO @schema.deliveries (event_id, hook_id, state, attempt_count, response_status, response_body, "
         " response_time_us, last_failure, last_error, next_attempt_at, created, modified) "
-        "  SELECT ev.id, x.hook_id, 'pending', 0, 0, '', 0, 'none', '', $8::bigint, $6::bigint, $6::bigint "
-        " FROM ev CROSS JOIN unnest($9::bigint[]) WITH ORDINALITY AS x (hook_id, n) "
-        " WHERE NOT $10::boolean OR EXISTS (SELECT 1 FROM @schema.hooks h WHERE h.id = x.hook_id AND h.is_active) "
-        " ORDER BY x.n RETURNING id, hook_id), "
+        " SELECT ev.id, d.hook_id, 'pending', 0, 0, '', 0, 'none', '', i.due, i.created, i.created "
+        " FROM d JOIN i ON i.n = d.event_n JOIN ev ON ev.uuid = i.uuid "
+        " WHERE NOT d.check_active OR EXISTS (SELECT 1 FROM @schema.hooks h WHERE h.id = d.hook_id AND h.is_active) "
+        " ORDER BY d.m RETURNING id, hook_id, event_id), "
+        "dn AS (SELECT dl.id, dl.hook_id, i.n, i.due, i.worker, i.expires, "
+        " EXISTS (SELECT 1 FROM d WHERE d.event_n = i.n AND d.hook_id = dl.hook_id AND d.handoff) "
+        "  AND EXISTS (SELECT 1 FROM @schema.hooks h WHERE h.id = dl.hook_id AND h.is_active) AS leased "
+        " FROM dl JOIN ev ON ev.id = dl.event_id JOIN i ON i.uuid = ev.uuid), "
         "ob AS (INSERT INTO @schema.outbox (delivery_id, hook_id, due_at, lease_owner, lease_expires) "
-        " SELECT dl.id, dl.hook_id, $8::bigint, CASE WHEN l.leased THEN $11 END, CASE WHEN l.leased THEN $12::bigint END "
-        " FROM dl CROSS JOIN LATERAL (SELECT dl.hook_id = ANY($13::bigint[]) AND EXISTS (SELECT 1 FROM @schema.hooks h "
-        "  WHERE h.id = dl.hook_id AND h.is_active) AS leased) l "
-        " RETURNING delivery_id, hook_id, lease_owner IS NOT NULL) "
-        "SELECT ev.id, ob.* FROM ev LEFT JOIN ob ON true");
-    const std::string uuid_by_key_sql = impl_->sql("SELECT uuid FROM @schema.events WHERE idempotency_key = $1");
+        " SELECT dn.id, dn.hook_id, dn.due, CASE WHEN dn.leased THEN dn.worker END, "
+        " CASE WHEN dn.leased THEN dn.expires END FROM dn ORDER BY dn.id RETURNING delivery_id) "
+        "SELECT i.n, ev.id, dn.id, dn.hook_id, dn.leased FROM i LEFT JOIN ev ON ev.uuid = i.uuid "
+        "LEFT JOIN dn ON dn.n = i.n AND dn.id IN (SELECT delivery_id FROM ob) ORDER BY i.n, dn.id");
+    const std::string uuid_by_key_sql = impl_->sql(
+        "SELECT k.key, e.uuid FROM unnest($1::text[]) AS k (key) JOIN @schema.events e ON e.idempotency_key = k.key");
 
-    PostgresBatch batch;
     std::set<std::int64_t> handoff_hooks;
     for (const NewEvent& event : events)
         handoff_hooks.insert(event.handoff_hook_ids.begin(), event.handoff_hook_ids.end());
     const std::vector<std::int64_t> handoff_list(handoff_hooks.begin(), handoff_hooks.end());
-    if (!handoff_list.empty())
-        batch.add(impl_->sql("SELECT " + std::string(hook_columns) + " FROM @schema.hooks h WHERE h.id = ANY($1) "
-                             "AND h.is_active"),
-                  {pg_array(handoff_list)});
+
+    std::vector<std::string> uuids, types, bodies, refs;
+    std::vector<std::optional<std::string>> keys, workers;
+    std::vector<std::int64_t> created, due, d_event, d_hook;
+    std::vector<std::optional<std::int64_t>> expires;
+    std::vector<bool> replayed, d_check, d_handoff;
+    std::vector<std::string> used_keys;
     std::map<std::string, std::vector<Subscriber>, std::less<>> subscribers;
     const TimePoint now = Clock::now();
-    for (const NewEvent& event : events) {
+    for (std::size_t n = 0; n < events.size(); ++n) {
+        const NewEvent& event = events[n];
+        uuids.push_back(event.uuid);
+        types.push_back(event.event_type);
+        bodies.push_back(event.body);
+        refs.push_back(event.object_ref);
+        keys.push_back(event.idempotency_key);
+        if (event.idempotency_key)
+            used_keys.push_back(*event.idempotency_key);
+        created.push_back(to_micros(event.created));
+        replayed.push_back(event.replayed);
+        due.push_back(to_micros(event.due));
+        const bool handing_off = !event.handoff_hook_ids.empty();
+        workers.push_back(handing_off ? std::optional{event.handoff_worker} : std::nullopt);
+        // From the write, not the call: the event may have waited for the store meanwhile.
+        expires.push_back(handing_off ? std::optional{to_micros(now + event.handoff_lease)} : std::nullopt);
         std::vector<std::int64_t> hook_ids;
         if (event.hook_ids) {
             hook_ids = *event.hook_ids;
@@ -113,21 +143,36 @@ std::vector<EnqueuedEvent> PostgresStore::enqueue_events(std::span<const NewEven
                     config_matches(subscriber.config, event.config_filter))
                     hook_ids.push_back(subscriber.hook_id);
         }
-        // From the write, not the call: the event may have waited for the store meanwhile.
-        const std::optional<std::string> lease_expires = pg_param(now + event.handoff_lease);
-        batch.add(insert_sql, {event.uuid, event.event_type, event.body, event.object_ref, event.idempotency_key,
-                               pg_param(event.created), pg_param(event.replayed), pg_param(event.due),
-                               pg_array(hook_ids), pg_param(!event.hook_ids.has_value()), event.handoff_worker,
-                               lease_expires, pg_array(event.handoff_hook_ids)});
-        if (event.idempotency_key)
-            batch.add(uuid_by_key_sql, {*event.idempotency_key});
+        for (std::int64_t hook_id : hook_ids) {
+            d_event.push_back(static_cast<std::int64_t>(n + 1));
+            d_hook.push_back(hook_id);
+            d_check.push_back(!event.hook_ids.has_value());
+            d_handoff.push_back(std::find(event.handoff_hook_ids.begin(), event.handoff_hook_ids.end(), hook_id) !=
+                                event.handoff_hook_ids.end());
+        }
     }
+
+    PostgresBatch batch;
+    batch.add(insert_sql, {pg_text_array<std::string>(uuids), pg_text_array<std::string>(types),
+                           pg_text_array<std::string>(bodies), pg_text_array<std::string>(refs),
+                           pg_text_array<std::optional<std::string>>(keys), pg_array(created), pg_bool_array(replayed),
+                           pg_array(due), pg_text_array<std::optional<std::string>>(workers), pg_optional_array(expires),
+                           pg_array(d_event), pg_array(d_hook), pg_bool_array(d_check), pg_bool_array(d_handoff)});
+    if (!used_keys.empty())
+        batch.add(uuid_by_key_sql, {pg_text_array<std::string>(used_keys)});
+    if (!handoff_list.empty())
+        batch.add(impl_->sql("SELECT " + std::string(hook_columns) + " FROM @schema.hooks h WHERE h.id = ANY($1) "
+                             "AND h.is_active"),
+                  {pg_array(handoff_list)});
     std::vector<PostgresResult> results = impl_->run("enqueue events", batch);
 
+    std::map<std::string, std::string, std::less<>> uuid_of_key;
+    if (!used_keys.empty())
+        for (int i = 0; i < results[1].rows(); ++i)
+            uuid_of_key.emplace(std::string(results[1].text(i, 0)), std::string(results[1].text(i, 1)));
     std::map<std::int64_t, std::optional<Hook>> hooks;
-    std::size_t next = 0;
     if (!handoff_list.empty()) {
-        const PostgresResult& rows = results[next++];
+        const PostgresResult& rows = results.back();
         for (int i = 0; i < rows.rows(); ++i) {
             PostgresRow row{rows, i};
             const std::int64_t id = PostgresRow{rows, i}.int64();
@@ -140,51 +185,45 @@ std::vector<EnqueuedEvent> PostgresStore::enqueue_events(std::span<const NewEven
             }
         }
     }
-    std::vector<EnqueuedEvent> enqueued;
-    enqueued.reserve(events.size());
-    for (const NewEvent& event : events) {
-        const PostgresResult& rows = results[next++];
-        EnqueuedEvent out;
-        out.uuid = event.uuid;
-        if (rows.rows() == 0) {
-            out.duplicate = true;
-            if (event.idempotency_key) {
-                const PostgresResult& existing = results[next];
-                if (existing.rows() == 1)
-                    out.uuid = std::string(existing.text(0, 0));
-            }
-        }
-        if (event.idempotency_key)
-            ++next;
-        std::vector<std::pair<std::int64_t, bool>> written; // delivery id, leased
-        std::map<std::int64_t, std::int64_t> hook_of;
-        for (int i = 0; i < rows.rows(); ++i) {
-            if (rows.is_null(i, 1))
-                continue;
-            PostgresRow row{rows, i, 1};
-            const std::int64_t delivery_id = row.int64();
-            hook_of[delivery_id] = row.int64();
-            written.emplace_back(delivery_id, row.boolean());
-        }
-        std::sort(written.begin(), written.end());
-        for (const auto& [delivery_id, leased] : written) {
-            out.delivery_ids.push_back(delivery_id);
-            if (!leased)
-                continue;
-            auto hook = hooks.find(hook_of[delivery_id]);
-            if (hook == hooks.end() || !hook->second)
-                continue;
-            ClaimedDelivery delivery;
-            delivery.delivery_id = delivery_id;
-            delivery.event_uuid = event.uuid;
-            delivery.event_type = event.event_type;
-            delivery.body = event.body;
-            delivery.hook = *hook->second;
-            delivery.created = stored_time(event.created);
-            out.handed_off.push_back(std::move(delivery));
-        }
-        enqueued.push_back(std::move(out));
+
+    std::vector<EnqueuedEvent> enqueued(events.size());
+    for (std::size_t n = 0; n < events.size(); ++n) {
+        enqueued[n].uuid = events[n].uuid;
+        enqueued[n].duplicate = true; // Until a row says it was written.
     }
+    const PostgresResult& rows = results[0];
+    for (int r = 0; r < rows.rows(); ++r) {
+        const auto n = static_cast<std::size_t>(rows.integer(r, 0) - 1);
+        EnqueuedEvent& out = enqueued.at(n);
+        if (rows.is_null(r, 1))
+            continue;
+        out.duplicate = false;
+        if (rows.is_null(r, 2))
+            continue;
+        PostgresRow row{rows, r, 2};
+        const std::int64_t delivery_id = row.int64();
+        const std::int64_t hook_id = row.int64();
+        const bool leased = row.boolean();
+        out.delivery_ids.push_back(delivery_id);
+        if (!leased)
+            continue;
+        auto hook = hooks.find(hook_id);
+        if (hook == hooks.end() || !hook->second)
+            continue;
+        const NewEvent& event = events[n];
+        ClaimedDelivery delivery;
+        delivery.delivery_id = delivery_id;
+        delivery.event_uuid = event.uuid;
+        delivery.event_type = event.event_type;
+        delivery.body = event.body;
+        delivery.hook = *hook->second;
+        delivery.created = stored_time(event.created);
+        out.handed_off.push_back(std::move(delivery));
+    }
+    for (std::size_t n = 0; n < events.size(); ++n)
+        if (enqueued[n].duplicate && events[n].idempotency_key)
+            if (auto found = uuid_of_key.find(*events[n].idempotency_key); found != uuid_of_key.end())
+                enqueued[n].uuid = found->second;
     return enqueued;
 }
 

@@ -38,20 +38,50 @@ inline std::optional<std::string> pg_array(std::span<const std::int64_t> ids)
     return out + "}";
 }
 
-/// A `text[]` parameter, each element quoted.
-inline std::optional<std::string> pg_text_array(std::span<const std::string> texts)
+/// A `text[]` parameter, each element quoted; nullopt elements are NULL.
+template <class Text>
+std::optional<std::string> pg_text_array(std::span<const Text> texts)
 {
     std::string out = "{";
     for (std::size_t i = 0; i < texts.size(); ++i) {
         if (i > 0)
             out += ',';
+        const std::optional<std::string> element{texts[i]};
+        if (!element) {
+            out += "NULL";
+            continue;
+        }
         out += '"';
-        for (char c : texts[i]) {
+        for (char c : *element) {
             if (c == '"' || c == '\\')
                 out += '\\';
             out += c;
         }
         out += '"';
+    }
+    return out + "}";
+}
+
+/// A `bigint[]` parameter with NULL elements.
+inline std::optional<std::string> pg_optional_array(std::span<const std::optional<std::int64_t>> values)
+{
+    std::string out = "{";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (i > 0)
+            out += ',';
+        out += values[i] ? std::to_string(*values[i]) : std::string("NULL");
+    }
+    return out + "}";
+}
+
+/// A `boolean[]` parameter.
+inline std::optional<std::string> pg_bool_array(const std::vector<bool>& values)
+{
+    std::string out = "{";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (i > 0)
+            out += ',';
+        out += values[i] ? 't' : 'f';
     }
     return out + "}";
 }
