@@ -574,32 +574,39 @@ void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
 {
     if (records.empty())
         return;
-    // Statements per record, all in one transaction and one round trip. `$1` is the delivery,
-    // `$2` the worker. A retry or failed verdict applies when the worker holds the lease or
-    // nobody does; from a worker that lost its lease it records the attempt only.
-    const std::string lease_holds =
-        "EXISTS (SELECT 1 FROM @schema.outbox o WHERE o.delivery_id = $1 AND (o.lease_owner IS NULL OR o.lease_owner = $2))";
-    const std::string insert_attempt = impl_->sql(
-        "INSERT INTO @schema.attempts (delivery_id, number, started_at, duration_us, response_status, response_body, "
-        "failure, error, \"trigger\") SELECT $1::bigint, $2::integer, $3::bigint, $4::bigint, $5::integer, $6, $7, $8, $9 "
-        "WHERE EXISTS (SELECT 1 FROM @schema.deliveries WHERE id = $1)");
+    // All in one transaction and one round trip: per round, one statement records the attempts
+    // and applies the verdicts of a set of distinct deliveries (parameters as arrays); then one
+    // statement per record moves its hook's health. A retry or failed verdict applies when the
+    // worker holds the lease or nobody does; from a worker that lost its lease it records the
+    // attempt only. A delivery reported twice in one batch is applied in two rounds, in order.
+    const std::string apply_sql = impl_->sql(
+        "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::integer[], $5::bigint[], "
+        " $6::bigint[], $7::integer[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[]) WITH ORDINALITY "
+        " AS r (delivery_id, worker, verdict, number, started_at, duration_us, status, body, failure, error, "
+        " trigger, next_at, k)), "
+        // The deliveries that exist, locked in id order.
+        "ex AS (SELECT r.* FROM r JOIN (SELECT d.id FROM @schema.deliveries d WHERE d.id IN (SELECT delivery_id FROM r) "
+        " ORDER BY d.id FOR UPDATE) locked ON locked.id = r.delivery_id), "
+        "at AS (INSERT INTO @schema.attempts (delivery_id, number, started_at, duration_us, response_status, "
+        " response_body, failure, error, \"trigger\") SELECT delivery_id, number, started_at, duration_us, status, body, "
+        " failure, error, trigger FROM ex ORDER BY k RETURNING 1), "
+        "applies AS (SELECT ex.* FROM ex WHERE ex.verdict = 'delivered' OR EXISTS (SELECT 1 FROM @schema.outbox o "
+        " WHERE o.delivery_id = ex.delivery_id AND (o.lease_owner IS NULL OR o.lease_owner = ex.worker))), "
+        // GREATEST: a late report of an earlier attempt must not make the count go back.
+        "up AS (UPDATE @schema.deliveries d SET state = CASE a.verdict WHEN 'retry' THEN 'pending' ELSE a.verdict END, "
+        " attempt_count = GREATEST(d.attempt_count, a.number), response_status = a.status, response_body = a.body, "
+        " response_time_us = a.duration_us, last_failure = a.failure, last_error = a.error, "
+        " next_attempt_at = CASE WHEN a.verdict = 'retry' THEN a.next_at END, modified = $13 "
+        " FROM applies a WHERE d.id = a.delivery_id RETURNING 1), "
+        "gone AS (DELETE FROM @schema.outbox o USING applies a WHERE o.delivery_id = a.delivery_id "
+        " AND a.verdict <> 'retry' RETURNING 1), "
+        "moved AS (UPDATE @schema.outbox o SET due_at = a.next_at, lease_owner = NULL, lease_expires = NULL "
+        " FROM applies a WHERE o.delivery_id = a.delivery_id AND a.verdict = 'retry' RETURNING 1) "
+        "SELECT (SELECT count(*) FROM at), (SELECT count(*) FROM up), (SELECT count(*) FROM gone), "
+        "(SELECT count(*) FROM moved)");
     const std::string prune_attempts = impl_->sql(
         "DELETE FROM @schema.attempts WHERE id IN (SELECT id FROM @schema.attempts WHERE delivery_id = $1 "
         "ORDER BY id DESC OFFSET $2)");
-    // `$3` the state, then the attempt; GREATEST: a late report of an earlier attempt must not
-    // make the count go back.
-    const std::string update_delivery_sql =
-        "UPDATE @schema.deliveries SET state = $3, attempt_count = GREATEST(attempt_count, $4), "
-        "response_status = $5, response_body = $6, response_time_us = $7, last_failure = $8, last_error = $9, "
-        "next_attempt_at = $10, modified = $11 WHERE id = $1 AND ($2::text IS NULL OR ";
-    const std::string delivered = impl_->sql(update_delivery_sql + "true)");
-    const std::string decided = impl_->sql(update_delivery_sql + lease_holds + ")");
-    const std::string remove_delivered = impl_->sql("DELETE FROM @schema.outbox WHERE delivery_id = $1");
-    const std::string remove_failed = impl_->sql(
-        "DELETE FROM @schema.outbox WHERE delivery_id = $1 AND (lease_owner IS NULL OR lease_owner = $2)");
-    const std::string reschedule = impl_->sql(
-        "UPDATE @schema.outbox SET due_at = $3, lease_owner = NULL, lease_expires = NULL "
-        "WHERE delivery_id = $1 AND (lease_owner IS NULL OR lease_owner = $2)");
     // A success of a healthy hook changes nothing: its row is left unwritten.
     const std::string health = impl_->sql(
         "UPDATE @schema.hooks SET "
@@ -616,44 +623,55 @@ void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
         ordered.push_back(&record);
     std::stable_sort(ordered.begin(), ordered.end(),
                      [](const AttemptRecord* a, const AttemptRecord* b) { return a->delivery_id < b->delivery_id; });
+    // Round k holds the k-th report of each delivery.
+    std::vector<std::vector<const AttemptRecord*>> rounds;
+    for (std::size_t i = 0, seen = 0; i < ordered.size(); ++i) {
+        seen = i > 0 && ordered[i]->delivery_id == ordered[i - 1]->delivery_id ? seen + 1 : 0;
+        if (rounds.size() <= seen)
+            rounds.resize(seen + 1);
+        rounds[seen].push_back(ordered[i]);
+    }
+
     const std::optional<std::string> now = pg_param(Clock::now());
     const std::size_t body_limit = impl_->options_.response_body_limit;
     PostgresBatch batch;
-    for (const AttemptRecord* record : ordered) {
-        const Attempt& attempt = record->attempt;
-        const std::optional<std::string> id = pg_param(record->delivery_id);
-        const std::string text = pg_text(capped(attempt.response_body, body_limit));
-        const std::string body{capped(text, body_limit)};
-        const std::string error = pg_text(attempt.error);
-        batch.add(insert_attempt, {id, std::to_string(attempt.number), pg_param(attempt.started_at),
-                                   std::to_string(attempt.duration.count()), std::to_string(attempt.response_status),
-                                   body, std::string(to_string(attempt.failure)), error,
-                                   std::string(to_string(attempt.trigger))});
-        if (attempt.number > impl_->options_.max_attempts_kept)
-            batch.add(prune_attempts, {id, limit_param(impl_->options_.max_attempts_kept)});
-        auto update = [&](const std::string& sql, DeliveryState state, std::optional<TimePoint> next,
-                          std::optional<std::string> worker) {
-            batch.add(sql, {id, std::move(worker), std::string(to_string(state)), std::to_string(attempt.number),
-                            std::to_string(attempt.response_status), body, std::to_string(attempt.duration.count()),
-                            std::string(to_string(attempt.failure)), error, pg_param(next), now});
-        };
-        switch (record->verdict) {
-        case AttemptVerdict::delivered:
-            // A success counts even when the lease was lost meanwhile: the receiver has the event.
-            update(delivered, DeliveryState::delivered, std::nullopt, std::nullopt);
-            batch.add(remove_delivered, {id});
-            break;
-        case AttemptVerdict::retry: {
-            const TimePoint due = record->next_attempt_at.value_or(Clock::now());
-            update(decided, DeliveryState::pending, due, record->worker);
-            batch.add(reschedule, {id, record->worker, pg_param(due)});
-            break;
+    for (const auto& round : rounds) {
+        std::vector<std::int64_t> ids, started, durations;
+        std::vector<std::optional<std::string>> workers;
+        std::vector<std::string> verdicts, bodies, failures, errors, triggers;
+        std::vector<std::int64_t> numbers, statuses;
+        std::vector<std::optional<std::int64_t>> next;
+        for (const AttemptRecord* record : round) {
+            const Attempt& attempt = record->attempt;
+            ids.push_back(record->delivery_id);
+            workers.push_back(record->worker);
+            switch (record->verdict) {
+            case AttemptVerdict::delivered: verdicts.emplace_back(to_string(DeliveryState::delivered)); break;
+            case AttemptVerdict::retry: verdicts.emplace_back("retry"); break;
+            case AttemptVerdict::failed: verdicts.emplace_back(to_string(DeliveryState::failed)); break;
+            }
+            numbers.push_back(attempt.number);
+            started.push_back(to_micros(attempt.started_at));
+            durations.push_back(static_cast<std::int64_t>(attempt.duration.count()));
+            statuses.push_back(attempt.response_status);
+            const std::string text = pg_text(capped(attempt.response_body, body_limit));
+            bodies.emplace_back(capped(text, body_limit));
+            failures.emplace_back(to_string(attempt.failure));
+            errors.push_back(pg_text(attempt.error));
+            triggers.emplace_back(to_string(attempt.trigger));
+            next.push_back(record->verdict == AttemptVerdict::retry
+                               ? std::optional{to_micros(record->next_attempt_at.value_or(Clock::now()))}
+                               : std::nullopt);
         }
-        case AttemptVerdict::failed:
-            update(decided, DeliveryState::failed, std::nullopt, record->worker);
-            batch.add(remove_failed, {id, record->worker});
-            break;
-        }
+        batch.add(apply_sql, {pg_array(ids), pg_text_array<std::optional<std::string>>(workers),
+                              pg_text_array<std::string>(verdicts), pg_array(numbers), pg_array(started),
+                              pg_array(durations), pg_array(statuses), pg_text_array<std::string>(bodies),
+                              pg_text_array<std::string>(failures), pg_text_array<std::string>(errors),
+                              pg_text_array<std::string>(triggers), pg_optional_array(next), now});
+        for (const AttemptRecord* record : round)
+            if (record->attempt.number > impl_->options_.max_attempts_kept)
+                batch.add(prune_attempts,
+                          {pg_param(record->delivery_id), limit_param(impl_->options_.max_attempts_kept)});
     }
     std::vector<const AttemptRecord*> by_hook = ordered;
     std::stable_sort(by_hook.begin(), by_hook.end(),

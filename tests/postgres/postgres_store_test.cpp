@@ -444,3 +444,24 @@ TEST_CASE("a response body that is not UTF-8 is recorded with replacement charac
     CHECK(first->state == DeliveryState::pending);
     CHECK(store.find_delivery(ids[1])->state == DeliveryState::delivered);
 }
+
+TEST_CASE("two reports of one delivery in one batch apply in their order", "[postgres][store]")
+{
+    Schema schema;
+    PostgresStore store{schema.uri, schema.options()};
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::vector<std::int64_t> ids = enqueue(store, 2);
+    REQUIRE(store.claim_due(claim_by("w", t0 + 1s)).size() == 2);
+    store.record_attempts(std::vector{attempt_report(ids[0], "w", 1, AttemptVerdict::retry, 503, t0 + 60s),
+                                      attempt_report(ids[1], "w", 1, AttemptVerdict::failed, 500),
+                                      attempt_report(ids[0], "w", 2, AttemptVerdict::delivered, 200)});
+    const auto first = store.find_delivery(ids[0], true);
+    REQUIRE(first);
+    CHECK(first->state == DeliveryState::delivered);
+    CHECK(first->attempt_count == 2);
+    CHECK(first->response_status == 200);
+    REQUIRE(first->attempts.size() == 2);
+    CHECK(first->attempts[0].number == 2); // Newest first.
+    CHECK(store.find_delivery(ids[1])->state == DeliveryState::failed);
+    CHECK_FALSE(store.next_due());
+}
