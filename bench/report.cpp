@@ -79,8 +79,11 @@ json::object report(const ReportInput& input)
         std::string key = json::value_to<std::string>(result.at("scenario"));
         if (const auto* d = result.if_contains("durability"))
             key += ":" + json::value_to<std::string>(*d);
-        else if (key == "pg_throughput")
+        else if (key == "pg_throughput") {
             key += ":" + std::to_string(result.at("producers").to_number<unsigned>());
+            if (const auto* window = result.if_contains("async_window"); window && window->to_number<unsigned>() > 0)
+                key += ":async";
+        }
         by_key[key] = result;
     }
     for (const auto& [key, result] : by_key)
@@ -180,11 +183,14 @@ json::object report(const ReportInput& input)
             continue;
         const auto v = number_at(&result, "deliveries_per_s");
         const auto producers = number_at(&result, "producers").value_or(0);
+        const bool async = key.ends_with(":async");
         const bool same = producers == number_at(get("throughput:normal"), "producers").value_or(4);
         std::string value = format(*v, 0) + " /s";
         if (throughput)
             value += " = " + format(*v / *throughput, 3) + " x SQLite";
-        figures.push_back({"PostgreSQL throughput, " + format(producers, 0) + " producers", value, ratio(v),
+        figures.push_back({"PostgreSQL throughput, " + format(producers, 0) + " producers" +
+                               (async ? " (async_deliver_event)" : ""),
+                           value, ratio(v),
                            same ? ">= 0.5 x SQLite" : "",
                            same && throughput ? std::optional(*v / *throughput >= 0.5) : std::nullopt});
         const auto enqueue = number_at(&result, "counters/store/enqueue_events/calls").value_or(0);

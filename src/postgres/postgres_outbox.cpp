@@ -91,14 +91,14 @@ std::vector<EnqueuedEvent> PostgresStore::enqueue_events(std::span<const NewEven
         " WHERE NOT d.check_active OR EXISTS (SELECT 1 FROM @schema.hooks h WHERE h.id = d.hook_id AND h.is_active) "
         " ORDER BY d.m RETURNING id, hook_id, event_id), "
         "dn AS (SELECT dl.id, dl.hook_id, i.n, i.due, i.worker, i.expires, "
-        " EXISTS (SELECT 1 FROM d WHERE d.event_n = i.n AND d.hook_id = dl.hook_id AND d.handoff) "
-        "  AND EXISTS (SELECT 1 FROM @schema.hooks h WHERE h.id = dl.hook_id AND h.is_active) AS leased "
-        " FROM dl JOIN ev ON ev.id = dl.event_id JOIN i ON i.uuid = ev.uuid), "
+        " d.handoff AND EXISTS (SELECT 1 FROM @schema.hooks h WHERE h.id = dl.hook_id AND h.is_active) AS leased "
+        " FROM dl JOIN ev ON ev.id = dl.event_id JOIN i ON i.uuid = ev.uuid "
+        " JOIN d ON d.event_n = i.n AND d.hook_id = dl.hook_id), "
         "ob AS (INSERT INTO @schema.outbox (delivery_id, hook_id, due_at, lease_owner, lease_expires) "
         " SELECT dn.id, dn.hook_id, dn.due, CASE WHEN dn.leased THEN dn.worker END, "
         " CASE WHEN dn.leased THEN dn.expires END FROM dn ORDER BY dn.id RETURNING delivery_id) "
-        "SELECT i.n, ev.id, dn.id, dn.hook_id, dn.leased FROM i LEFT JOIN ev ON ev.uuid = i.uuid "
-        "LEFT JOIN dn ON dn.n = i.n AND dn.id IN (SELECT delivery_id FROM ob) ORDER BY i.n, dn.id");
+        "SELECT i.n, ev.id, w.id, w.hook_id, w.leased FROM i LEFT JOIN ev ON ev.uuid = i.uuid "
+        "LEFT JOIN (SELECT dn.* FROM dn JOIN ob ON ob.delivery_id = dn.id) w ON w.n = i.n ORDER BY i.n, w.id");
     const std::string uuid_by_key_sql = impl_->sql(
         "SELECT k.key, e.uuid FROM unnest($1::text[]) AS k (key) JOIN @schema.events e ON e.idempotency_key = k.key");
 
@@ -143,7 +143,11 @@ std::vector<EnqueuedEvent> PostgresStore::enqueue_events(std::span<const NewEven
                     config_matches(subscriber.config, event.config_filter))
                     hook_ids.push_back(subscriber.hook_id);
         }
+        // Each hook once: a delivery per hook and event.
+        std::set<std::int64_t> seen;
         for (std::int64_t hook_id : hook_ids) {
+            if (!seen.insert(hook_id).second)
+                continue;
             d_event.push_back(static_cast<std::int64_t>(n + 1));
             d_hook.push_back(hook_id);
             d_check.push_back(!event.hook_ids.has_value());
