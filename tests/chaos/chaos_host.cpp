@@ -95,8 +95,15 @@ Settings parse_arguments(int argc, char** argv)
         std::string value = argv[i + 1];
         if (name == "--db")
             s.db = value;
-        else if (name == "--postgres")
+        else if (name == "--postgres") {
+            // "@FILE": the URI is read from FILE, so that its password stays out of `ps`.
             s.postgres = value;
+            if (value.starts_with('@')) {
+                std::ifstream in{value.substr(1)};
+                if (!std::getline(in, s.postgres) || s.postgres.empty())
+                    throw std::runtime_error("no PostgreSQL URI in " + value.substr(1));
+            }
+        }
         else if (name == "--hosts")
             s.hosts = static_cast<unsigned>(std::stoul(value));
         else if (name == "--host-index")
