@@ -6,7 +6,8 @@
 // and lookup forms disagree; when a reason quotes a secret; when a request is verified without a
 // signature that an independent HMAC (OpenSSL, computed here) makes for one of the secrets; or
 // when the same body, id and timestamp signed by `standard_signature_header` and by
-// `whisperer_signature_header` are not verified, or verify once a byte of the body changes.
+// `whisperer_signature_header` are not verified, or verify once a byte of the body changes; or
+// when `X-Whisperer-Signature` verifies a request for a receiver that did not accept it.
 
 #include <whisperer/signature.hpp>
 #include <whisperer/verify.hpp>
@@ -42,10 +43,13 @@ const std::array<std::string, 2> secrets = {"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaL
     std::abort();
 }
 
-VerifyOptions options()
+/// Judged at `now_seconds`; `X-Whisperer-Signature` accepted only when `legacy` is set, as a
+/// receiver must ask for it.
+VerifyOptions options(bool legacy = true)
 {
     VerifyOptions o;
     o.now = std::chrono::system_clock::time_point(std::chrono::seconds(now_seconds));
+    o.accept_whisperer_signature = legacy;
     return o;
 }
 
@@ -175,6 +179,8 @@ void check_round_trip(std::string_view id, std::string_view body)
         if (verify_webhook(*headers, changed, secrets, options()))
             fail("a request verifies after its body changed");
     }
+    if (verify_webhook(legacy, body, secrets, options(false)))
+        fail("X-Whisperer-Signature is accepted although the receiver did not ask for it");
 }
 
 } // namespace
@@ -206,6 +212,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         fail("verified without a signature that the oracle makes");
     if ((by_pairs.status == VerifyStatus::verified) != static_cast<bool>(by_pairs))
         fail("the result converts to true without being verified");
+
+    const VerifyResult strict = verify_webhook(headers, body, secrets, options(false));
+    if (strict && strict.scheme != SignatureScheme::standard_webhooks)
+        fail("verified by X-Whisperer-Signature although the receiver did not ask for it");
 
     check_round_trip(find(headers, "webhook-id").value_or("msg_fuzz"), body);
     return 0;
