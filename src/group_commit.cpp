@@ -1,13 +1,17 @@
 #include "detail/group_commit.hpp"
 
+#include <whisperer/error.hpp>
+
 #include <algorithm>
 #include <memory>
+#include <optional>
 
 namespace whisperer::detail {
 
 GroupCommit::GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch,
                          std::size_t max_batch_deliveries)
-    : store_(store), spawn_(std::move(spawn)), max_batch_(max_batch), max_batch_deliveries_(max_batch_deliveries)
+    : store_(store), spawn_(std::move(spawn)), max_batch_(max_batch), max_batch_deliveries_(max_batch_deliveries),
+      max_leaders_(std::max<std::size_t>(1, store.concurrent_commits()))
 {
 }
 
@@ -41,7 +45,7 @@ EnqueuedEvent GroupCommit::commit(NewEvent event)
     Request request{std::move(event), {}, false, nullptr, {}};
     std::unique_lock lock(mutex_);
     queue_.push_back(&request);
-    if (!leading_)
+    if (leaders_ < max_leaders_)
         lead(lock);
     committed_.wait(lock, [&] { return request.finished; });
     if (request.error)
@@ -54,21 +58,21 @@ void GroupCommit::commit_async(NewEvent event, Completion done)
     auto* request = new Request{std::move(event), std::move(done), false, nullptr, {}};
     std::unique_lock lock(mutex_);
     queue_.push_back(request);
-    if (leading_ || spawn_pending_)
+    if (leaders_ >= max_leaders_ || spawn_pending_)
         return; // A leader is at work or on its way and will take this request too.
     spawn_pending_ = true;
     lock.unlock();
     spawn_([this] {
         std::unique_lock inner(mutex_);
         spawn_pending_ = false;
-        if (!leading_)
+        if (leaders_ < max_leaders_)
             lead(inner);
     });
 }
 
 void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
 {
-    leading_ = true;
+    ++leaders_;
     while (!queue_.empty()) {
         std::vector<Request*> batch = next_batch();
         lock.unlock();
@@ -77,13 +81,20 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
         events.reserve(batch.size());
         for (Request* r : batch)
             events.push_back(std::move(r->event));
-        std::exception_ptr error;
+        // A store failure reaches each caller as an exception of its own: callers on several
+        // threads never share one exception object.
+        std::optional<StoreError> store_error;
+        std::exception_ptr other_error;
         std::vector<EnqueuedEvent> results;
         try {
             results = store_.enqueue_events(events);
+        } catch (const StoreError& e) {
+            store_error.emplace(e);
         } catch (...) {
-            error = std::current_exception();
+            other_error = std::current_exception();
         }
+        const bool failed = store_error || other_error;
+        auto error_for_one = [&] { return store_error ? std::make_exception_ptr(*store_error) : other_error; };
         // Waiting callers are handed their results under the lock; async ones are completed
         // (and freed) outside it, since their completions may take time.
         std::vector<std::unique_ptr<Request>> finished_async;
@@ -92,24 +103,24 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
         lock.lock();
         for (std::size_t i = 0; i < batch.size(); ++i) {
             Request* r = batch[i];
-            EnqueuedEvent result = error ? EnqueuedEvent{} : std::move(results[i]);
+            EnqueuedEvent result = failed ? EnqueuedEvent{} : std::move(results[i]);
             if (r->done) {
                 finished_async.emplace_back(r);
                 async_results.push_back(std::move(result));
                 async_events.push_back(std::move(events[i]));
                 continue;
             }
-            r->error = error;
+            r->error = error_for_one();
             r->result = std::move(result);
             r->finished = true;
         }
         committed_.notify_all();
         lock.unlock();
         for (std::size_t i = 0; i < finished_async.size(); ++i)
-            finished_async[i]->done(error, std::move(async_results[i]), std::move(async_events[i]));
+            finished_async[i]->done(error_for_one(), std::move(async_results[i]), std::move(async_events[i]));
         lock.lock();
     }
-    leading_ = false;
+    --leaders_;
 }
 
 } // namespace whisperer::detail
