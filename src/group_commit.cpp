@@ -10,8 +10,7 @@ namespace whisperer::detail {
 
 GroupCommit::GroupCommit(SubscriptionStore& store, Spawn spawn, std::size_t max_batch,
                          std::size_t max_batch_deliveries)
-    : store_(store), spawn_(std::move(spawn)), max_batch_(max_batch), max_batch_deliveries_(max_batch_deliveries),
-      max_leaders_(std::max<std::size_t>(1, store.concurrent_commits()))
+    : store_(store), spawn_(std::move(spawn)), max_batch_(max_batch), max_batch_deliveries_(max_batch_deliveries)
 {
 }
 
@@ -45,7 +44,7 @@ EnqueuedEvent GroupCommit::commit(NewEvent event)
     Request request{std::move(event), {}, false, nullptr, {}};
     std::unique_lock lock(mutex_);
     queue_.push_back(&request);
-    if (leaders_ < max_leaders_)
+    if (!leading_)
         lead(lock);
     committed_.wait(lock, [&] { return request.finished; });
     if (request.error)
@@ -58,21 +57,21 @@ void GroupCommit::commit_async(NewEvent event, Completion done)
     auto* request = new Request{std::move(event), std::move(done), false, nullptr, {}};
     std::unique_lock lock(mutex_);
     queue_.push_back(request);
-    if (leaders_ >= max_leaders_ || spawn_pending_)
+    if (leading_ || spawn_pending_)
         return; // A leader is at work or on its way and will take this request too.
     spawn_pending_ = true;
     lock.unlock();
     spawn_([this] {
         std::unique_lock inner(mutex_);
         spawn_pending_ = false;
-        if (leaders_ < max_leaders_)
+        if (!leading_)
             lead(inner);
     });
 }
 
 void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
 {
-    ++leaders_;
+    leading_ = true;
     while (!queue_.empty()) {
         std::vector<Request*> batch = next_batch();
         lock.unlock();
@@ -120,7 +119,7 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
             finished_async[i]->done(error_for_one(), std::move(async_results[i]), std::move(async_events[i]));
         lock.lock();
     }
-    --leaders_;
+    leading_ = false;
 }
 
 } // namespace whisperer::detail

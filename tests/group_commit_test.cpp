@@ -8,14 +8,8 @@
 #include "detail/group_commit.hpp"
 
 #include <whisperer/sqlite_store.hpp>
-#include <whisperer/store_decorator.hpp>
 
-#include <algorithm>
-#include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 using namespace whisperer;
@@ -112,74 +106,26 @@ TEST_CASE("an event whose hooks are chosen at the write counts as one delivery",
     CHECK(outcome.deliveries == 15); // Three active hooks of the event's type each.
 }
 
-namespace {
-
-/// A store whose commits run side by side up to `concurrent`, each held until `release`; it
-/// counts how many ran at once at most.
-class GatedStore : public StoreDecorator {
-public:
-    GatedStore(SubscriptionStore& inner, std::size_t concurrent) : StoreDecorator(inner), concurrent_(concurrent) {}
-
-    std::size_t concurrent_commits() const override { return concurrent_; }
-
-    std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
-    {
-        std::unique_lock lock(mutex_);
-        most_ = std::max(most_, ++running_);
-        changed_.notify_all();
-        changed_.wait(lock, [&] { return released_; });
-        --running_;
-        return std::vector<EnqueuedEvent>(events.size());
-    }
-
-    /// Waits until `n` commits run at once; false after a second without.
-    bool wait_running(std::size_t n)
-    {
-        std::unique_lock lock(mutex_);
-        return changed_.wait_for(lock, std::chrono::seconds(1), [&] { return running_ == n; });
-    }
-    void release()
-    {
-        std::lock_guard lock(mutex_);
-        released_ = true;
-        changed_.notify_all();
-    }
-    std::size_t most() const
-    {
-        std::lock_guard lock(mutex_);
-        return most_;
-    }
-
-private:
-    const std::size_t concurrent_;
-    mutable std::mutex mutex_;
-    std::condition_variable changed_;
-    std::size_t running_ = 0;
-    std::size_t most_ = 0;
-    bool released_ = false;
-};
-
-/// Three callers commit at once on `store`; returns how many commits ran side by side at most.
-std::size_t most_side_by_side(std::size_t concurrent)
+TEST_CASE("the callers of a failed commit each get an exception of their own", "[group_commit]")
 {
+    // Callers on several threads rethrow what they get: one shared exception object would be
+    // read by one while another's catch block ends.
     SqliteStore sqlite{":memory:"};
-    GatedStore store{sqlite, concurrent};
-    GroupCommit commits{store, [](std::function<void()>) { FAIL("no async commit here"); }};
-    std::vector<std::thread> callers;
+    FaultyStore store{sqlite};
+    store.fail({StoreOp::enqueue});
+    std::vector<std::function<void()>> leaders;
+    GroupCommit commits{store, [&](std::function<void()> lead) { leaders.push_back(std::move(lead)); }};
+    std::vector<std::exception_ptr> errors;
     for (int i = 0; i < 3; ++i)
-        callers.emplace_back([&] { commits.commit(sample_event("package-created")); });
-    CHECK(store.wait_running(std::min<std::size_t>(concurrent, 3)));
-    std::this_thread::sleep_for(std::chrono::milliseconds(50)); // Room for a commit too many.
-    store.release();
-    for (std::thread& t : callers)
-        t.join();
-    return store.most();
-}
-
-} // namespace
-
-TEST_CASE("a store's concurrent_commits bounds the commits that run side by side", "[group_commit]")
-{
-    CHECK(most_side_by_side(1) == 1); // A single writer: callers wait for the next batch.
-    CHECK(most_side_by_side(2) == 2); // The third caller waits for a leader.
+        commits.commit_async(sample_event("package-created"),
+                             [&](std::exception_ptr error, EnqueuedEvent, NewEvent) { errors.push_back(error); });
+    REQUIRE(leaders.size() == 1);
+    leaders.front()();
+    REQUIRE(errors.size() == 3);
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+        REQUIRE(errors[i]);
+        CHECK_THROWS_AS(std::rethrow_exception(errors[i]), StoreError);
+        for (std::size_t j = 0; j < i; ++j)
+            CHECK(errors[i] != errors[j]);
+    }
 }

@@ -95,9 +95,6 @@ public:
                                              const boost::json::object& config_filter = {},
                                              const std::vector<std::string>& owners = {}) override;
 
-    /// Half the connections, at least one: concurrent commits share the server's WAL flushes,
-    /// and the other half stays free for claims and records.
-    std::size_t concurrent_commits() const override;
     /// Writes the whole batch in one transaction and one round trip.
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override;
     std::optional<Delivery> find_delivery(std::int64_t id, bool with_attempts = false) override;

@@ -91,7 +91,6 @@ public:
     }
     std::string journal_prefix() const override { return inner_->journal_prefix(); }
     void checkpoint() override { inner_->checkpoint(); }
-    std::size_t concurrent_commits() const override { return inner_->concurrent_commits(); }
 
     std::vector<EnqueuedEvent> enqueue_events(std::span<const NewEvent> events) override
     {
@@ -194,8 +193,8 @@ public:
     }
 
 protected:
-    /// Runs before every forwarded call (not `journal_prefix`, `checkpoint` and
-    /// `concurrent_commits`); a throw stops the call there. Does nothing by default.
+    /// Runs before every forwarded call (not `journal_prefix` and `checkpoint`); a throw
+    /// stops the call there. Does nothing by default.
     virtual void before(StoreCall /*call*/) {}
 
     /// Wraps `inner` from now on instead (no call may be running).

@@ -241,11 +241,6 @@ public:
     /// the write-ahead log into the database file). Must not block other calls for long. The
     /// default does nothing.
     virtual void checkpoint() {}
-    /// How many `enqueue_events` calls a dispatcher may run at once. One (the default) suits a
-    /// store with a single writer, where a second commit would only wait for the first; a
-    /// server store, which commits transactions side by side, returns more so that callers do
-    /// not queue behind one commit's round trip and flush.
-    virtual std::size_t concurrent_commits() const { return 1; }
 
     // --- events and deliveries ------------------------------------------------------------------
     /// Writes every event with one delivery and one outbox row per matching active hook, all in

@@ -13,10 +13,10 @@ namespace whisperer::detail {
 
 /// Writes new events to the store, sharing one transaction among concurrent callers.
 ///
-/// A caller that arrives while fewer than `store.concurrent_commits()` commits run becomes a
-/// leader: it takes every event queued so far, writes them with one `enqueue_events` call,
-/// hands each caller its result, and repeats while more arrived meanwhile. Other callers wait
-/// for a leader's next batch. A single caller pays one transaction; a burst pays one per batch. A batch holds at most `max_batch`
+/// The first caller to arrive becomes the leader: it takes every event queued so far, writes
+/// them with one `enqueue_events` call, hands each caller its result, and repeats while more
+/// arrived meanwhile. Callers that arrive during a commit wait for the next one. A single
+/// caller pays one transaction; a burst pays one per batch. A batch holds at most `max_batch`
 /// events and, past its first event, at most `max_batch_deliveries` deliveries (hooks chosen at
 /// acceptance), so that an event for a thousand hooks does not hold the store's one writer (and
 /// every claim and record waiting for it) through one long transaction (16,384 deliveries take
@@ -58,8 +58,7 @@ private:
     std::mutex mutex_;
     std::condition_variable committed_;
     std::vector<Request*> queue_;
-    std::size_t max_leaders_;    // store_.concurrent_commits(), at least 1.
-    std::size_t leaders_ = 0;    // Callers committing batches.
+    bool leading_ = false;       // A caller is committing batches.
     bool spawn_pending_ = false; // A leader for async requests is queued on the executor.
 };
 

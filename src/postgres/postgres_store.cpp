@@ -256,11 +256,6 @@ PostgresStore::PostgresStore(const std::string& conninfo, PostgresOptions option
 
 PostgresStore::~PostgresStore() = default;
 
-std::size_t PostgresStore::concurrent_commits() const
-{
-    return std::max<std::size_t>(1, impl_->options_.connections / 2);
-}
-
 int PostgresStore::schema_version() noexcept
 {
     return static_cast<int>(postgres_migrations().size());
