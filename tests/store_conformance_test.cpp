@@ -1570,6 +1570,45 @@ TEMPLATE_LIST_TEST_CASE("failed attempts start and extend a hook's run of failur
     CHECK(healthy.failed_attempts == 0);
 }
 
+TEMPLATE_LIST_TEST_CASE("one batch of reports moves a hook's health as the reports would one by one, in order",
+                        "[store]", Stores)
+{
+    TestType fixture;
+    auto& store = fixture.store();
+    const Hook hook = store.create_hook(sample_hook("alice", "https://a.example/"));
+    const Hook other = store.create_hook(sample_hook("bob", "https://b.example/", "other-type"));
+    const std::int64_t a = enqueue_one(store, sample_event());
+    const std::int64_t b = enqueue_one(store, sample_event());
+    const std::int64_t c = enqueue_one(store, sample_event("other-type"));
+
+    // A failure, a success, then two failures (started at t0 + 3 s and t0 + 4 s), across two
+    // deliveries of one hook; the other hook only fails.
+    store.record_attempts(std::vector{attempt_report(b, "w", 1, AttemptVerdict::retry, 500, t0 + 1h),
+                                      attempt_report(a, "w", 2, AttemptVerdict::delivered, 200),
+                                      attempt_report(b, "w", 3, AttemptVerdict::retry, 502, t0 + 1h),
+                                      attempt_report(c, "w", 5, AttemptVerdict::retry, 503, t0 + 1h),
+                                      attempt_report(b, "w", 4, AttemptVerdict::retry, 503, t0 + 1h)});
+    Hook failing = *store.find_hook(hook.id);
+    REQUIRE(failing.failing_since);
+    CHECK(*failing.failing_since == t0 + 3s);
+    CHECK(failing.failed_attempts == 2);
+    Hook other_failing = *store.find_hook(other.id);
+    REQUIRE(other_failing.failing_since);
+    CHECK(*other_failing.failing_since == t0 + 5s);
+    CHECK(other_failing.failed_attempts == 1);
+
+    // Failures only: the run goes on from what is stored; then a batch that ends in a success.
+    store.record_attempts(std::vector{attempt_report(b, "w", 6, AttemptVerdict::retry, 500, t0 + 1h),
+                                      attempt_report(c, "w", 7, AttemptVerdict::retry, 500, t0 + 1h),
+                                      attempt_report(c, "w", 8, AttemptVerdict::delivered, 200)});
+    failing = *store.find_hook(hook.id);
+    CHECK(*failing.failing_since == t0 + 3s);
+    CHECK(failing.failed_attempts == 3);
+    other_failing = *store.find_hook(other.id);
+    CHECK_FALSE(other_failing.failing_since);
+    CHECK(other_failing.failed_attempts == 0);
+}
+
 TEMPLATE_LIST_TEST_CASE("update_hook keeps the health fields, and re-activation clears them with the reason",
                         "[store]", Stores)
 {

@@ -4,6 +4,8 @@
 
 #include <poll.h>
 
+#include <algorithm>
+
 namespace whisperer::detail {
 
 namespace {
@@ -97,14 +99,30 @@ std::vector<PostgresResult> PostgresBatch::run(PGconn* conn, std::chrono::millis
                                nullptr, nullptr, 0))
             throw StoreError(connection_error(conn, "cannot queue a statement"));
     };
-    const Statement begin{"BEGIN", {}};
-    const Statement commit{"COMMIT", {}};
-    if (transaction)
-        send(begin);
+    // Statements of the batch's own around the caller's, whose results are not returned.
+    std::vector<Statement> leading, trailing;
+    if (transaction) {
+        leading.push_back({"BEGIN", {}});
+        if (!flush_commit_)
+            leading.push_back({"SET LOCAL synchronous_commit = off", {}});
+        if (notify_channel_)
+            leading.push_back({"SET LOCAL whisperer.notify_after_commit = on", {}});
+        trailing.push_back({"COMMIT", {}});
+        if (notify_channel_) {
+            trailing.push_back({"BEGIN", {}});
+            trailing.push_back({"SET LOCAL synchronous_commit = off", {}});
+            trailing.push_back({"SELECT pg_notify($1, '')", {*notify_channel_}});
+            trailing.push_back({"COMMIT", {}});
+        }
+    }
+    // Up to the batch's COMMIT; what follows it (the notification) may fail without failing it.
+    const std::size_t committed = leading.size() + statements_.size() + (transaction ? 1 : 0);
+    for (const Statement& statement : leading)
+        send(statement);
     for (const Statement& statement : statements_)
         send(statement);
-    if (transaction)
-        send(commit);
+    for (const Statement& statement : trailing)
+        send(statement);
     if (!PQpipelineSync(conn))
         throw StoreError(connection_error(conn, "cannot end a batch"));
     flush(conn, deadline);
@@ -112,25 +130,25 @@ std::vector<PostgresResult> PostgresBatch::run(PGconn* conn, std::chrono::millis
     std::vector<PostgresResult> results;
     results.reserve(statements_.size());
     std::string failure;
-    const std::size_t count = statements_.size() + (transaction ? 2 : 0);
+    const std::size_t count = leading.size() + statements_.size() + trailing.size();
     for (std::size_t i = 0; i < count; ++i) {
         PGresult* raw = next_result(conn, deadline);
         if (!raw)
             throw StoreError(connection_error(conn, "a batch ended early"));
         PostgresResult result{raw};
         const ExecStatusType status = PQresultStatus(raw);
-        if (failure.empty() && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-            const std::size_t index = transaction ? i - 1 : i;
+        if (failure.empty() && i < committed && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+            const std::size_t index = i - std::min(i, leading.size());
             const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
             failure = status == PGRES_PIPELINE_ABORTED
                           ? std::string("skipped")
                           : std::string(PQresultErrorMessage(raw)) + (state ? std::string(" (SQLSTATE ") + state + ")" : "");
             while (!failure.empty() && (failure.back() == '\n' || failure.back() == ' '))
                 failure.pop_back();
-            if (index < statements_.size())
+            if (i >= leading.size() && index < statements_.size())
                 failure = "statement " + std::to_string(index + 1) + " of a batch failed: " + failure;
         }
-        const bool is_statement = !transaction || (i > 0 && i + 1 < count);
+        const bool is_statement = i >= leading.size() && i < leading.size() + statements_.size();
         if (is_statement)
             results.push_back(std::move(result));
         if (next_result(conn, deadline) != nullptr)

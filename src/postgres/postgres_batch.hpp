@@ -28,6 +28,28 @@ public:
 
     std::size_t size() const noexcept { return statements_.size(); }
 
+    /// Lets the transaction's commit return before the server has flushed it to disk
+    /// (`synchronous_commit = off` for it alone). Only for the dispatcher's own bookkeeping
+    /// (claims, leases, records): a server crash may undo the last such commits, which leaves
+    /// their deliveries due again, to be sent once more. Never for accepting events.
+    PostgresBatch& commit_without_flush() noexcept
+    {
+        flush_commit_ = false;
+        return *this;
+    }
+
+    /// Sends a notification on `channel` once the transaction has committed, in a transaction of
+    /// its own in the same round trip that does not wait for a flush, and keeps the schema's
+    /// triggers from notifying inside the batch's transaction (`whisperer.notify_after_commit`).
+    /// A notification inside a transaction holds a database-wide lock from the commit until the
+    /// flush, so that concurrent commits that notify finish one at a time. Its failure is
+    /// ignored: listeners also poll.
+    PostgresBatch& notify_after_commit(std::string channel)
+    {
+        notify_channel_ = std::move(channel);
+        return *this;
+    }
+
     /// Runs the statements on `conn`, which must be idle (no open transaction, no pipeline). With
     /// `transaction`, they run between BEGIN and COMMIT sent in the same round trip. Waits at most
     /// `timeout` for the server (then throws `StoreError`; the connection must be discarded).
@@ -40,6 +62,8 @@ private:
         Params params;
     };
     std::vector<Statement> statements_;
+    bool flush_commit_ = true;
+    std::optional<std::string> notify_channel_;
 };
 
 } // namespace whisperer::detail

@@ -165,6 +165,8 @@ std::vector<EnqueuedEvent> PostgresStore::enqueue_events(std::span<const NewEven
     batch.add("SET LOCAL join_collapse_limit = 1");
     batch.add("SET LOCAL enable_nestloop = off");
     batch.add("SET LOCAL jit = off");
+    // Notified inside the transaction, concurrent enqueues would commit one at a time.
+    batch.notify_after_commit(impl_->schema_ + ".due");
     constexpr std::size_t inserted = 3, uuids_by_key = 4; // Results of the statements below.
     batch.add(insert_sql, {pg_text_array<std::string>(uuids), pg_text_array<std::string>(types),
                            pg_text_array<std::string>(bodies), pg_text_array<std::string>(refs),
@@ -398,6 +400,7 @@ std::vector<ClaimedDelivery> PostgresStore::claim_due(const ClaimRequest& reques
         "AND h.is_active CROSS JOIN LATERAL (SELECT o.due_at FROM @schema.outbox o WHERE o.hook_id = q.hook_id AND " +
         std::string(claimable) + " ORDER BY o.due_at LIMIT 1) f");
     PostgresBatch walk;
+    walk.commit_without_flush(); // Undone by a crash, the inbox's events are moved again.
     walk.add(impl_->sql(fan_out_inbox), {std::to_string(inbox_batch)});
     walk.add(walk_sql, {now});
     std::vector<Candidate> candidates;
@@ -455,6 +458,7 @@ std::vector<ClaimedDelivery> PostgresStore::claim_due(const ClaimRequest& reques
                 new_hooks.push_back(candidate->hook_id);
         }
         PostgresBatch batch;
+        batch.commit_without_flush(); // Undone by a crash, the lease is gone: sent once more.
         batch.add(lease_sql, {now, pg_array(ids), pg_array(counts), request.worker, expires});
         if (!new_hooks.empty())
             batch.add(hooks_sql, {pg_array(new_hooks)});
@@ -563,11 +567,13 @@ void PostgresStore::renew_leases(const std::string& worker, std::span<const std:
     // The rows locked in delivery id order, as record_attempts locks them: an UPDATE over
     // `= ANY($2)` locks in the plan's order (heap order for a bitmap scan), and a worker whose
     // lease ran out renews rows that another worker is recording, which deadlocked.
-    impl_->query("renew leases",
-                 impl_->sql("UPDATE @schema.outbox o SET lease_expires = $1 FROM (SELECT delivery_id FROM "
-                            "@schema.outbox WHERE delivery_id = ANY($2) AND lease_owner = $3 ORDER BY delivery_id "
-                            "FOR UPDATE) l WHERE o.delivery_id = l.delivery_id AND o.lease_owner = $3"),
-                 {pg_param(until), pg_array(delivery_ids), worker});
+    PostgresBatch batch;
+    batch.commit_without_flush();
+    batch.add(impl_->sql("UPDATE @schema.outbox o SET lease_expires = $1 FROM (SELECT delivery_id FROM "
+                         "@schema.outbox WHERE delivery_id = ANY($2) AND lease_owner = $3 ORDER BY delivery_id "
+                         "FOR UPDATE) l WHERE o.delivery_id = l.delivery_id AND o.lease_owner = $3"),
+              {pg_param(until), pg_array(delivery_ids), worker});
+    impl_->run("renew leases", batch);
 }
 
 void PostgresStore::release_leases(const std::string& worker, std::span<const std::int64_t> delivery_ids)
@@ -575,12 +581,14 @@ void PostgresStore::release_leases(const std::string& worker, std::span<const st
     if (delivery_ids.empty())
         return;
     // In delivery id order, as renew_leases.
-    impl_->query("release leases",
-                 impl_->sql("UPDATE @schema.outbox o SET lease_owner = NULL, lease_expires = NULL FROM (SELECT "
-                            "delivery_id FROM @schema.outbox WHERE delivery_id = ANY($1) AND lease_owner = $2 "
-                            "ORDER BY delivery_id FOR UPDATE) l WHERE o.delivery_id = l.delivery_id "
-                            "AND o.lease_owner = $2"),
-                 {pg_array(delivery_ids), worker});
+    PostgresBatch batch;
+    batch.commit_without_flush();
+    batch.add(impl_->sql("UPDATE @schema.outbox o SET lease_owner = NULL, lease_expires = NULL FROM (SELECT "
+                         "delivery_id FROM @schema.outbox WHERE delivery_id = ANY($1) AND lease_owner = $2 "
+                         "ORDER BY delivery_id FOR UPDATE) l WHERE o.delivery_id = l.delivery_id "
+                         "AND o.lease_owner = $2"),
+              {pg_array(delivery_ids), worker});
+    impl_->run("release leases", batch);
 }
 
 void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
@@ -620,14 +628,28 @@ void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
     const std::string prune_attempts = impl_->sql(
         "DELETE FROM @schema.attempts WHERE id IN (SELECT id FROM @schema.attempts WHERE delivery_id = $1 "
         "ORDER BY id DESC OFFSET $2)");
-    // A success of a healthy hook changes nothing: its row is left unwritten.
+    // Every hook's health moved by all its reports at once, in the order reported (`k`): a
+    // success resets it, and the failures after a hook's last success count up from there (or,
+    // with no success among them, from what is stored). Reports of deliveries that no longer
+    // exist do not count. Only rows that change are locked and written, in hook id order: a
+    // success of a healthy hook leaves its row alone.
     const std::string health = impl_->sql(
-        "UPDATE @schema.hooks SET "
-        "failing_since = CASE WHEN $2 THEN COALESCE(failing_since, $3) ELSE NULL END, "
-        "failed_attempts = CASE WHEN $2 THEN failed_attempts + 1 ELSE 0 END "
-        "WHERE ($2 OR failing_since IS NOT NULL OR failed_attempts <> 0) AND id = "
-        "COALESCE($1, (SELECT hook_id FROM @schema.deliveries WHERE id = $4)) "
-        "AND EXISTS (SELECT 1 FROM @schema.deliveries WHERE id = $4)");
+        "WITH r AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::bigint[]) WITH ORDINALITY "
+        " AS r (hook_id, delivery_id, failed, started_at, k)), "
+        "x AS (SELECT COALESCE(r.hook_id, d.hook_id) AS hook_id, r.failed, r.started_at, r.k FROM r "
+        " JOIN @schema.deliveries d ON d.id = r.delivery_id), "
+        "last_ok AS (SELECT hook_id, max(k) FILTER (WHERE NOT failed) AS k FROM x GROUP BY hook_id), "
+        "a AS (SELECT x.hook_id, bool_or(NOT x.failed) AS reset, "
+        " count(*) FILTER (WHERE x.failed AND x.k > COALESCE(l.k, 0)) AS failures, "
+        " min(x.started_at) FILTER (WHERE x.failed AND x.k > COALESCE(l.k, 0)) AS since "
+        " FROM x JOIN last_ok l ON l.hook_id = x.hook_id GROUP BY x.hook_id), "
+        "locked AS MATERIALIZED (SELECT h.id FROM @schema.hooks h JOIN a ON a.hook_id = h.id "
+        " WHERE a.failures > 0 OR h.failing_since IS NOT NULL OR h.failed_attempts <> 0 ORDER BY h.id FOR UPDATE OF h) "
+        "UPDATE @schema.hooks h SET "
+        "failing_since = CASE WHEN a.failures = 0 THEN NULL WHEN a.reset THEN a.since "
+        " ELSE COALESCE(h.failing_since, a.since) END, "
+        "failed_attempts = CASE WHEN a.reset THEN a.failures ELSE h.failed_attempts + a.failures END "
+        "FROM a JOIN locked ON locked.id = a.hook_id WHERE h.id = a.hook_id");
 
     // Rows locked in one order (deliveries by id, then hooks by id), so that two processes
     // recording together never wait on each other in a cycle.
@@ -648,6 +670,8 @@ void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
     const std::optional<std::string> now = pg_param(Clock::now());
     const std::size_t body_limit = impl_->options_.response_body_limit;
     PostgresBatch batch;
+    // Undone by a crash, the attempts were never recorded: their deliveries are sent once more.
+    batch.commit_without_flush();
     for (const auto& round : rounds) {
         std::vector<std::int64_t> ids, started, durations;
         std::vector<std::optional<std::string>> workers;
@@ -686,13 +710,16 @@ void PostgresStore::record_attempts(std::span<const AttemptRecord> records)
                 batch.add(prune_attempts,
                           {pg_param(record->delivery_id), limit_param(impl_->options_.max_attempts_kept)});
     }
-    std::vector<const AttemptRecord*> by_hook = ordered;
-    std::stable_sort(by_hook.begin(), by_hook.end(),
-                     [](const AttemptRecord* a, const AttemptRecord* b) { return a->hook_id < b->hook_id; });
-    for (const AttemptRecord* record : by_hook)
-        batch.add(health, {record->hook_id != 0 ? pg_param(record->hook_id) : std::nullopt,
-                           pg_param(!record->attempt.succeeded()), pg_param(record->attempt.started_at),
-                           pg_param(record->delivery_id)});
+    std::vector<std::optional<std::int64_t>> hook_ids;
+    std::vector<std::int64_t> delivery_ids, started;
+    std::vector<bool> failed;
+    for (const AttemptRecord& record : records) {
+        hook_ids.push_back(record.hook_id != 0 ? std::optional{record.hook_id} : std::nullopt);
+        delivery_ids.push_back(record.delivery_id);
+        failed.push_back(!record.attempt.succeeded());
+        started.push_back(to_micros(record.attempt.started_at));
+    }
+    batch.add(health, {pg_optional_array(hook_ids), pg_array(delivery_ids), pg_bool_array(failed), pg_array(started)});
     impl_->run("record attempts", batch);
 }
 

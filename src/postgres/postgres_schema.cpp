@@ -194,8 +194,23 @@ constexpr const char* schema_v1[] = {
         END $$)sql",
 };
 
-constexpr std::array<PostgresMigration, 1> migrations{
+/// Version 2: a transaction that set `whisperer.notify_after_commit` sends its wake-up itself,
+/// after its commit, in a transaction of its own that does not wait for a flush. A notifying
+/// transaction holds a database-wide lock from its commit until it has been flushed, so
+/// enqueues that notified in their own transaction committed one at a time.
+constexpr const char* schema_v2[] = {
+    R"sql(CREATE OR REPLACE FUNCTION @schema.notify_due() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF coalesce(current_setting('whisperer.notify_after_commit', true), '') <> 'on' THEN
+                PERFORM pg_notify(TG_TABLE_SCHEMA || '.due', '');
+            END IF;
+            RETURN NULL;
+        END $$)sql",
+};
+
+constexpr std::array<PostgresMigration, 2> migrations{
     PostgresMigration{schema_v1},
+    PostgresMigration{schema_v2},
 };
 
 /// Key of the advisory lock that serialises migrations of one database: "WHSP" then 1 (0x5748535000000001).

@@ -10,6 +10,7 @@
 #include "postgres_server.hpp"
 
 #include <string>
+#include <thread>
 
 using namespace whisperer;
 using namespace whisperer::detail;
@@ -87,4 +88,63 @@ TEST_CASE("a batch larger than the socket buffers neither blocks nor loses resul
     REQUIRE(results.size() == 3000);
     CHECK(results[2999].text(0, 0) == filler);
     CHECK(table.rows() == 3000);
+}
+
+TEST_CASE("a batch committed without a flush turns synchronous_commit off for its transaction alone",
+          "[postgres][batch]")
+{
+    Table table;
+    PostgresBatch unflushed;
+    unflushed.commit_without_flush();
+    unflushed.add("INSERT INTO " + table.name + ".items VALUES (1, 'one')");
+    unflushed.add("SHOW synchronous_commit");
+    auto results = unflushed.run(table.conn.get(), 10s);
+    REQUIRE(results.size() == 2); // The setting's own statement is not among the results.
+    CHECK(results[1].text(0, 0) == "off");
+    CHECK(table.rows() == 1);
+
+    PostgresBatch failing;
+    failing.commit_without_flush();
+    failing.add("INSERT INTO " + table.name + ".items VALUES (2, 'two')");
+    failing.add("INSERT INTO " + table.name + ".items VALUES (1, 'again')");
+    REQUIRE_THROWS_WITH(failing.run(table.conn.get(), 10s), Catch::Contains("statement 2 of a batch failed"));
+    CHECK(table.rows() == 1);
+
+    PostgresBatch flushed;
+    flushed.add("SHOW synchronous_commit");
+    CHECK(flushed.run(table.conn.get(), 10s).front().text(0, 0) == "on");
+}
+
+TEST_CASE("a batch notifies after its commit, and not when it fails", "[postgres][batch]")
+{
+    Table table;
+    PostgresConnection listener{whisperer::test::postgres_uri()};
+    listener.session().query("LISTEN \"batch.test\"");
+    auto notified = [&] {
+        std::this_thread::sleep_for(100ms);
+        PQconsumeInput(listener.get());
+        int count = 0;
+        while (PGnotify* n = PQnotifies(listener.get())) {
+            count += std::string(n->relname) == "batch.test";
+            PQfreemem(n);
+        }
+        return count;
+    };
+
+    PostgresBatch batch;
+    batch.notify_after_commit("batch.test");
+    batch.add("INSERT INTO " + table.name + ".items VALUES (1, 'one')");
+    batch.add("SELECT current_setting('whisperer.notify_after_commit')"); // What the schema's triggers read.
+    auto results = batch.run(table.conn.get(), 10s);
+    REQUIRE(results.size() == 2);
+    CHECK(results[1].text(0, 0) == "on");
+    CHECK(notified() == 1);
+    CHECK(PQtransactionStatus(table.conn.get()) == PQTRANS_IDLE);
+
+    PostgresBatch failing;
+    failing.notify_after_commit("batch.test");
+    failing.add("INSERT INTO " + table.name + ".items VALUES (1, 'again')");
+    CHECK_THROWS_WITH(failing.run(table.conn.get(), 10s), Catch::Contains("statement 1 of a batch failed"));
+    CHECK(notified() == 0);
+    CHECK(table.rows() == 1);
 }
