@@ -63,6 +63,43 @@ TEST_CASE("several processes opening a new database at once create the schema on
     CHECK(count_of(session, "SELECT count(*) FROM " + quoted + ".generations") == 2);
 }
 
+TEST_CASE("a schema of version 1 is migrated forward on open and keeps its rows", "[postgres][schema]")
+{
+    const std::string schema = unique_postgres_schema();
+    const std::string quoted = quote_postgres_identifier(schema);
+    PostgresConnection conn{postgres_uri()};
+    auto session = conn.session();
+    // What a whisperer that knew version 1 only left behind, with a hook in it.
+    session.query("CREATE SCHEMA " + quoted);
+    session.query("CREATE TABLE " + quoted + ".schema_version (version integer NOT NULL)");
+    session.query("INSERT INTO " + quoted + ".schema_version (version) VALUES (1)");
+    for (const char* step : postgres_migrations().front())
+        session.query(in_postgres_schema(step, quoted));
+    session.query("INSERT INTO " + quoted + ".hooks (owner, target_url, event_type, is_active, secret_key, "
+                  "callback, retry_countdown_config, additional_headers, config, created, modified, "
+                  "disabled_reason) VALUES ('alice', 'https://a.example/', 'package-created', true, 'secret', '', "
+                  "'{}', '{}', '{}', 0, 0, '')");
+
+    open_postgres_schema(conn.get(), schema);
+    CHECK(count_of(session, "SELECT version FROM " + quoted + ".schema_version") ==
+          static_cast<std::int64_t>(postgres_migrations().size()));
+    CHECK(count_of(session, "SELECT count(*) FROM " + quoted + ".hooks") == 1);
+    // Version 2's trigger function: silent in a transaction that notifies after its commit.
+    session.query("LISTEN " + quote_postgres_identifier(schema + ".due"));
+    session.transaction([&] {
+        session.query("SET LOCAL whisperer.notify_after_commit = on");
+        session.query("SELECT " + quoted + ".deliver_event('package-created', '{}'::json)");
+    });
+    session.query("SELECT " + quoted + ".deliver_event('package-created', '{}'::json)");
+    PQconsumeInput(conn.get());
+    int notified = 0;
+    while (PGnotify* n = PQnotifies(conn.get())) {
+        ++notified;
+        PQfreemem(n);
+    }
+    CHECK(notified == 1);
+}
+
 TEST_CASE("a schema with a newer version or another application's tables is refused unchanged", "[postgres][schema]")
 {
     PostgresConnection conn{postgres_uri()};
