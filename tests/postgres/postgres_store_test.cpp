@@ -1,6 +1,7 @@
 // PostgresStore beyond the conformance suite: several stores on one database acting as several
 // machines, events committed by SQL inside a host's transaction, migrations raced, a server
-// restart under the store, and a dispatcher woken by another process's commit.
+// restart under the store, connections cut mid-claim and mid-record, and a dispatcher woken by
+// another process's commit.
 
 #include <whisperer/dispatcher.hpp>
 #include <whisperer/envelope.hpp>
@@ -464,4 +465,91 @@ TEST_CASE("two reports of one delivery in one batch apply in their order", "[pos
     CHECK(first->attempts[0].number == 2); // Newest first.
     CHECK(store.find_delivery(ids[1])->state == DeliveryState::failed);
     CHECK_FALSE(store.next_due());
+}
+
+namespace {
+
+/// Runs `call` on a thread of its own while `blocker` holds a lock it needs, then cuts the
+/// connection of the backend that waits for that lock: the call fails mid-statement.
+/// Returns what the call threw (empty if it did not throw).
+template <class Call>
+std::string cut_while_waiting(const Schema& schema, detail::PostgresConnection& blocker, Call call)
+{
+    std::string thrown;
+    std::thread caller([&] {
+        try {
+            call();
+        } catch (const StoreError& e) {
+            thrown = e.what();
+        }
+    });
+    // The store's backend waits for the blocker's lock; cut it there.
+    bool cut = false;
+    for (int i = 0; i < 100 && !cut; ++i) {
+        std::this_thread::sleep_for(50ms);
+        // Only this test's backend: other tests share the server.
+        cut = schema.sql("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE wait_event_type = 'Lock' AND datname = current_database() "
+                         "AND position($1 in query) > 0 AND pid <> pg_backend_pid()) t",
+                         {schema.name})
+                  .integer(0, 0) > 0;
+    }
+    CHECK(cut);
+    blocker.session().query("COMMIT");
+    caller.join();
+    return thrown;
+}
+
+} // namespace
+
+TEST_CASE("a connection lost mid-claim or mid-record changes nothing, and the next call goes through",
+          "[postgres][store][restart]")
+{
+    Schema schema;
+    PostgresStore store{schema.uri, schema.options()};
+    const std::string quoted = detail::quote_postgres_identifier(schema.name);
+    store.create_hook(sample_hook("alice", "https://a.example/"));
+    const std::vector<std::int64_t> ids = enqueue(store, 3);
+
+    SECTION("mid-claim: the inbox's event is not half fanned out, no row is leased")
+    {
+        schema.sql("SELECT " + quoted + ".deliver_event('package-created', '{\"id\": 1}'::json)");
+        detail::PostgresConnection blocker{schema.uri};
+        blocker.session().query("BEGIN");
+        // Reads pass, writes wait: the claim's fan-out of the inbox waits with its transaction open.
+        blocker.session().query("LOCK TABLE " + quoted + ".outbox IN SHARE MODE");
+        const std::string thrown =
+            cut_while_waiting(schema, blocker, [&] { store.claim_due(claim_by("w", t0 + 1s)); });
+        CHECK_THAT(thrown, Catch::Contains("find the hooks with due deliveries"));
+        CHECK(schema.sql("SELECT count(*) FROM " + quoted + ".event_inbox").integer(0, 0) == 1);
+        CHECK(schema.sql("SELECT count(*) FROM " + quoted + ".outbox").integer(0, 0) == 3);
+        CHECK(schema.sql("SELECT count(*) FROM " + quoted + ".outbox WHERE lease_owner IS NOT NULL").integer(0, 0) ==
+              0);
+        const auto claimed = store.claim_due(claim_by("w", std::chrono::system_clock::now() + 1s));
+        CHECK(claimed.size() == 4);
+        CHECK(schema.sql("SELECT count(*) FROM " + quoted + ".event_inbox").integer(0, 0) == 0);
+    }
+    SECTION("mid-record: no attempt, no verdict")
+    {
+        REQUIRE(ids_of(store.claim_due(claim_by("w", t0 + 1s))) == ids);
+        detail::PostgresConnection blocker{schema.uri};
+        blocker.session().query("BEGIN");
+        blocker.session().query("SELECT 1 FROM " + quoted + ".deliveries WHERE id = " + std::to_string(ids[1]) +
+                                " FOR UPDATE");
+        std::vector<AttemptRecord> records;
+        for (std::int64_t id : ids)
+            records.push_back(attempt_report(id, "w", 1, AttemptVerdict::delivered, 200));
+        const std::string thrown = cut_while_waiting(schema, blocker, [&] { store.record_attempts(records); });
+        CHECK_THAT(thrown, Catch::Contains("record attempts"));
+        for (std::int64_t id : ids) {
+            const auto delivery = store.find_delivery(id, true);
+            REQUIRE(delivery);
+            CHECK(delivery->state == DeliveryState::pending);
+            CHECK(delivery->attempts.empty());
+        }
+        store.record_attempts(records);
+        for (std::int64_t id : ids)
+            CHECK(store.find_delivery(id)->state == DeliveryState::delivered);
+        CHECK_FALSE(store.next_due());
+    }
 }
