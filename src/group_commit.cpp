@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <string>
 
 namespace whisperer::detail {
 
@@ -80,20 +81,23 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock)
         events.reserve(batch.size());
         for (Request* r : batch)
             events.push_back(std::move(r->event));
-        // A store failure reaches each caller as an exception of its own: callers on several
-        // threads never share one exception object.
-        std::optional<StoreError> store_error;
+        // A store failure reaches each caller as an exception of its own, made from its own copy
+        // of the message: callers on several threads never share an exception object, nor the
+        // message buffer that copies of one `std::runtime_error` share.
+        std::optional<std::string> store_error;
         std::exception_ptr other_error;
         std::vector<EnqueuedEvent> results;
         try {
             results = store_.enqueue_events(events);
         } catch (const StoreError& e) {
-            store_error.emplace(e);
+            store_error.emplace(e.what());
         } catch (...) {
             other_error = std::current_exception();
         }
         const bool failed = store_error || other_error;
-        auto error_for_one = [&] { return store_error ? std::make_exception_ptr(*store_error) : other_error; };
+        auto error_for_one = [&] {
+            return store_error ? std::make_exception_ptr(StoreError(*store_error)) : other_error;
+        };
         // Waiting callers are handed their results under the lock; async ones are completed
         // (and freed) outside it, since their completions may take time.
         std::vector<std::unique_ptr<Request>> finished_async;
