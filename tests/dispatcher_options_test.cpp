@@ -31,8 +31,15 @@ TEST_CASE("DispatcherOptions has the defaults the docs state", "[options]")
     CHECK(o.max_connections_per_origin == 8);
     CHECK(o.disable_after == std::chrono::hours(5 * 24));
     CHECK(o.disable_after_failures == 10);
-    // docs/ARCHITECTURE.md, claims
+    // docs/ARCHITECTURE.md, claims and the store threads; docs/PERFORMANCE.md, claim batches
     CHECK(o.claim_min_share == 4);
+    CHECK(o.claim_batch == 1024);
+    CHECK(o.store_threads == 1);
+    CHECK(o.batch_window == 1ms);
+    CHECK(o.idle_poll == 5s);
+    CHECK(o.max_retry_after == 24h);
+    CHECK(o.max_in_flight_per_owner == 0); // Zero: half of max_in_flight.
+    CHECK(o.max_in_flight_per_origin == 0);
     // README.md: the seed page's "data" key
     CHECK(o.data_key == DataKey::data);
     // An empty filter means AddressPolicy{}: public unicast addresses only (docs/SECURITY.md).
