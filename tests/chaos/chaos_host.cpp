@@ -198,6 +198,13 @@ std::string acked_line(const std::string& uuid, std::uint64_t seq)
     return uuid + " " + seq_digits + "\n";
 }
 
+/// Appends the acknowledged event's line to the acked log in one write; false when it failed.
+bool append_acked(int acked_fd, const std::string& uuid, std::uint64_t seq)
+{
+    const std::string line = acked_line(uuid, seq);
+    return ::write(acked_fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+}
+
 #ifdef WHISPERER_CHAOS_POSTGRES
 
 std::string acked_path(const Settings& settings, unsigned host)
@@ -320,8 +327,7 @@ int run_postgres(const Settings& settings)
                     ++duplicates;
                     say("duplicate key " + deliver.idempotency_key + ": already committed as " + result.event_uuid);
                 }
-                const std::string line = acked_line(result.event_uuid, seq);
-                if (::write(acked_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+                if (!append_acked(acked_fd, result.event_uuid, seq)) {
                     say("cannot append to the acked log");
                     failed = true;
                     return;
@@ -443,8 +449,7 @@ int main(int argc, char** argv)
                         failed = true;
                         return;
                     }
-                    const std::string line = acked_line(result.event_uuid, seq);
-                    if (::write(acked_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+                    if (!append_acked(acked_fd, result.event_uuid, seq)) {
                         say("cannot append to the acked log");
                         failed = true;
                         return;
