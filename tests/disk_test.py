@@ -200,7 +200,8 @@ def wait_delivered(receiver, server, uuids, timeout=90):
             return
         time.sleep(0.2)
     missing = receiver.missing(uuids)
-    fail("%d of %d acknowledged events never arrived, e.g. %s" % (len(missing), len(uuids), missing[:3]))
+    fail("%d of %d acknowledged events never arrived, e.g. %s; the server's last lines:\n%s"
+         % (len(missing), len(uuids), missing[:3], "".join(server.log[-30:])))
 
 
 def accepts_new_events(receiver, server, first):

@@ -10,6 +10,7 @@
 
 #include <sqlite3.h>
 
+#include <future>
 #include <mutex>
 
 using namespace whisperer;
@@ -56,7 +57,9 @@ struct FaultFixture {
     Receiver receiver;
     std::optional<Dispatcher> dispatcher;
 
-    explicit FaultFixture(SqliteOptions sqlite = {}) : real(path, sqlite)
+    explicit FaultFixture(SqliteOptions sqlite = {}, DispatcherOptions options = quick_dispatcher_options(),
+                          Receiver::Handler reply = {})
+        : real(path, sqlite), receiver(std::move(reply))
     {
         registry.register_json_event("package-created");
         Hook hook;
@@ -65,7 +68,6 @@ struct FaultFixture {
         hook.event_type = "package-created";
         hook.retry_countdown_config = {{"choice", "fixed"}, {"kwargs", {{"seconds", 0.01}}}};
         real.create_hook(hook);
-        auto options = quick_dispatcher_options();
         options.log = log.handler();
         dispatcher.emplace(io.get_executor(), registry, store, options);
         for (int i = 0; i < 2; ++i)
@@ -76,6 +78,7 @@ struct FaultFixture {
     ~FaultFixture()
     {
         store.heal();
+        store.release_claims();
         dispatcher->stop(1s);
         work.reset();
         io.stop();
@@ -151,6 +154,38 @@ TEST_CASE("outcomes that cannot be recorded wait in memory and are recorded once
     REQUIRE(eventually([&] { return f.delivered(result.event_uuid); }));
     CHECK(f.receiver.count() == 1);
     CHECK(f.real.list_outbox({}).items.empty());
+}
+
+TEST_CASE("a claim that completes during a store pause does not cancel the pause's end", "[faults]")
+{
+    // The receiver holds its answer until the test has a claim waiting in the store.
+    std::promise<void> answer;
+    std::shared_future<void> answered = answer.get_future().share();
+    auto options = quick_dispatcher_options();
+    options.store_threads = 2; // The held claim on one, the failing record on the other.
+    options.idle_poll = 50ms;  // Shorter than the 100 ms pause: the claim's wake-up comes first.
+    FaultFixture f({}, options, [answered](const ReceivedRequest&) {
+        answered.wait_for(10s);
+        return Reply{};
+    });
+    auto result = f.dispatcher->deliver_data(json::object{{"id", 1}}, "package-created", {});
+    REQUIRE(f.receiver.wait_for(1));
+
+    // A claim runs while the outcome's record fails and the pause begins...
+    f.store.hold_claims();
+    f.store.fail({StoreOp::record});
+    f.dispatcher->wake();
+    REQUIRE(eventually([&] { return f.store.claims_held() >= 1; }));
+    answer.set_value();
+    REQUIRE(eventually([&] { return f.log.contains("store failure"); }));
+    // ...and completes during it, with nothing claimed and nothing left in flight.
+    f.store.heal();
+    f.store.release_claims();
+
+    // The pause still ends: the outcome is recorded and the dispatcher claims again.
+    REQUIRE(eventually([&] { return f.delivered(result.event_uuid); }));
+    auto next = f.dispatcher->deliver_data(json::object{{"id", 2}}, "package-created", {});
+    REQUIRE(eventually([&] { return f.delivered(next.event_uuid); }));
 }
 
 TEST_CASE("a database locked by another connection fails deliver_event cleanly until it is released",

@@ -73,6 +73,7 @@ Dispatcher::Impl::Impl(asio::any_io_executor ex, const Registry& reg, Subscripti
       sync(st, options, sender, callbacks, health,
            [this](const ClaimedDelivery& d, Attempt a, const HttpResult& r) { return judge(d, std::move(a), r); }),
       wake_timer(strand),
+      store_retry_timer(strand),
       batch_timer(strand),
       stop_timer(strand)
 {
@@ -422,8 +423,8 @@ void Dispatcher::Impl::store_failed(const std::string& error)
     store_pause = std::clamp(store_pause * 2, 100ms, 5000ms);
     store_backoff = store_pause;
     log(LogLevel::error, "store failure, retrying in " + std::to_string(store_backoff.count()) + " ms: " + error);
-    wake_timer.expires_after(store_backoff);
-    wake_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    store_retry_timer.expires_after(store_backoff);
+    store_retry_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
         if (ec)
             return;
         // Try again the normal way: a new failure comes back here with a longer pause.
@@ -451,6 +452,7 @@ void Dispatcher::Impl::begin_stop(std::chrono::milliseconds deadline, std::share
     }
     stopping = true;
     wake_timer.cancel();
+    // A store pause runs on: its end records what is pending, which the stop waits for.
     if (in_flight.empty()) {
         recorder.flush(); // Ends in recorded(), which finishes the stop.
         return;
@@ -479,6 +481,7 @@ void Dispatcher::Impl::maybe_finish_stop()
         self->batch_timer.cancel();
         self->recorder.cancel_timer();
         self->wake_timer.cancel();
+        self->store_retry_timer.cancel();
         if (self->stopped)
             std::exchange(self->stopped, nullptr)->set_value();
     });

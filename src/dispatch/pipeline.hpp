@@ -82,6 +82,7 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     bool finishing = false;     // The last outcomes are being written before the stop completes.
     bool claiming = false;      // A claim is on the store runner.
     std::unordered_map<std::int64_t, std::string> in_flight; // delivery id -> origin (its quota's key)
+    // While positive, the store failed and nothing calls it until `store_retry_timer` fires.
     std::chrono::milliseconds store_backoff{0};
     std::chrono::milliseconds store_pause{0}; // The last pause after a store failure; 0 once it works.
     // Whether the outbox may hold rows the last claim did not see: new events, retries falling due,
@@ -93,6 +94,10 @@ struct Dispatcher::Impl : std::enable_shared_from_this<Impl> {
     dispatch::HeldBack held_back;
     bool hooks_held_back = false; // A hook, owner or origin held back has room again.
     boost::asio::steady_timer wake_timer;
+    // Ends a store pause. A timer of its own: a claim that was running when the store failed
+    // re-arms `wake_timer` as it completes, which would cancel the pause's end and leave the
+    // dispatcher paused for good.
+    boost::asio::steady_timer store_retry_timer;
     boost::asio::steady_timer batch_timer;
     bool batch_armed = false;
     boost::asio::steady_timer stop_timer;

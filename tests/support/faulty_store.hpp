@@ -6,6 +6,7 @@
 #include <whisperer/store_decorator.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <initializer_list>
 #include <mutex>
@@ -61,12 +62,40 @@ public:
 
     std::vector<ClaimedDelivery> claim_due(const ClaimRequest& request) override
     {
+        {
+            std::unique_lock lock(hold_mutex_);
+            if (holding_) {
+                ++claims_held_;
+                hold_released_.wait(lock, [this] { return !holding_; });
+            }
+        }
         auto claimed = StoreDecorator::claim_due(request);
         ++claims_;
         if (claimed.empty())
             ++empty_claims_;
         return claimed;
     }
+    /// From now on, `claim_due` waits (before it reads anything) until `release_claims`.
+    void hold_claims()
+    {
+        std::lock_guard lock(hold_mutex_);
+        holding_ = true;
+    }
+    void release_claims()
+    {
+        {
+            std::lock_guard lock(hold_mutex_);
+            holding_ = false;
+        }
+        hold_released_.notify_all();
+    }
+    /// How many claims have waited in `hold_claims` so far.
+    std::size_t claims_held() const
+    {
+        std::lock_guard lock(hold_mutex_);
+        return claims_held_;
+    }
+
     /// Claims made so far, and of those the ones that found nothing.
     std::size_t claims() const { return claims_; }
     std::size_t empty_claims() const { return empty_claims_; }
@@ -118,6 +147,10 @@ private:
     std::atomic<std::size_t> claims_{0};
     bool journal_ = false;
     std::atomic<std::size_t> empty_claims_{0};
+    mutable std::mutex hold_mutex_;
+    std::condition_variable hold_released_;
+    bool holding_ = false;
+    std::size_t claims_held_ = 0;
     mutable std::mutex batches_mutex_;
     std::vector<std::size_t> batches_;
 };
